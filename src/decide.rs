@@ -1,0 +1,1 @@
+//! Stage module `decide` (work in progress).

@@ -1,0 +1,1 @@
+//! Stage module `eval` (work in progress).

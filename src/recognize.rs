@@ -1,0 +1,1 @@
+//! Stage module `recognize` (work in progress).

@@ -1,0 +1,1 @@
+//! Stage module `segment` (work in progress).

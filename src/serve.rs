@@ -1,0 +1,1 @@
+//! Stage module `serve` (work in progress).

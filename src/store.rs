@@ -1,0 +1,1 @@
+//! Stage module `store` (work in progress).

@@ -1,0 +1,1 @@
+//! Stage module `synth` (work in progress).
