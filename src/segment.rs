@@ -1,1 +1,0 @@
-//! Stage module `segment` (work in progress).
