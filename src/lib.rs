@@ -10,6 +10,7 @@ pub mod align;
 pub mod cli;
 pub mod decide;
 pub mod eval;
+pub mod load;
 pub mod recognize;
 pub mod segment;
 pub mod serve;

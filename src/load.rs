@@ -1,0 +1,261 @@
+//! Stage `load`: read a photo file, fingerprint it, and decode it straight to greyscale with its
+//! EXIF orientation applied, refusing decompression bombs before any pixel buffer is allocated.
+
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, metadata::Orientation};
+use sha2::{Digest, Sha256};
+use std::io::Cursor;
+use std::path::Path;
+
+/// Largest photo we decode, in pixels. A 12 MP phone photo has 12e6; 64 MP sensors exist, so we
+/// allow up to 100 MP and refuse anything bigger as a likely decompression bomb.
+pub const MAX_PIXELS: u64 = 100_000_000;
+/// Largest single side accepted (also bounds the decoder before it allocates).
+pub const MAX_SIDE: u32 = 20_000;
+/// Memory the non-JPEG decoders may allocate (RGBA16 of MAX_PIXELS would be far more; greyscale
+/// or RGB8 of 100 MP fits).
+const MAX_DECODER_ALLOC: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: empty file (0 bytes)")]
+    Empty { path: String },
+    #[error("{path}: not a supported image (JPEG or PNG expected)")]
+    UnknownFormat { path: String },
+    #[error("{path}: image of {width}x{height} pixels exceeds the budget of {max} pixels")]
+    TooLarge {
+        path: String,
+        width: u32,
+        height: u32,
+        max: u64,
+    },
+    #[error("{path}: cannot decode image: {message}")]
+    Decode { path: String, message: String },
+}
+
+/// A decoded photo: greyscale pixels upright per EXIF, plus its provenance.
+#[derive(Debug, Clone)]
+pub struct Photo {
+    pub gray: GrayImage,
+    /// Lower-case hex sha256 of the file's bytes.
+    pub sha256: String,
+    pub bytes: usize,
+    /// EXIF orientation code (1 = none) that was applied.
+    pub exif_orientation: u8,
+}
+
+/// sha256 of a byte slice as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Read and decode one photo file.
+pub fn load_photo(path: &Path) -> Result<Photo, LoadError> {
+    let p = path.display().to_string();
+    let data = std::fs::read(path).map_err(|source| LoadError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    decode_photo(&data, &p)
+}
+
+/// Decode photo bytes; `name` is used in errors.
+pub fn decode_photo(data: &[u8], name: &str) -> Result<Photo, LoadError> {
+    if data.is_empty() {
+        return Err(LoadError::Empty {
+            path: name.to_string(),
+        });
+    }
+    let sha256 = sha256_hex(data);
+    let (gray, exif_orientation) = if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        decode_jpeg_gray(data, name)?
+    } else {
+        decode_other_gray(data, name)?
+    };
+    Ok(Photo {
+        gray,
+        sha256,
+        bytes: data.len(),
+        exif_orientation,
+    })
+}
+
+fn check_budget(name: &str, width: u32, height: u32) -> Result<(), LoadError> {
+    if width == 0 || height == 0 {
+        return Err(LoadError::Decode {
+            path: name.to_string(),
+            message: "image has zero width or height".into(),
+        });
+    }
+    if u64::from(width) * u64::from(height) > MAX_PIXELS || width > MAX_SIDE || height > MAX_SIDE
+    {
+        return Err(LoadError::TooLarge {
+            path: name.to_string(),
+            width,
+            height,
+            max: MAX_PIXELS,
+        });
+    }
+    Ok(())
+}
+
+/// JPEG: zune-jpeg decodes the luma plane only (no chroma upsampling or colour conversion), which
+/// is most of the decode cost saved for a greyscale pipeline.
+fn decode_jpeg_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::Luma)
+        .set_max_width(MAX_SIDE as usize)
+        .set_max_height(MAX_SIDE as usize)
+        // Strict: a truncated or corrupt scan is an error, not a silently grey-filled page.
+        .set_strict_mode(true);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(data), options);
+    let derr = |e: zune_jpeg::errors::DecodeErrors| LoadError::Decode {
+        path: name.to_string(),
+        message: e.to_string(),
+    };
+    dec.decode_headers().map_err(derr)?;
+    let (w, h) = dec
+        .dimensions()
+        .map(|(w, h)| (w as u32, h as u32))
+        .ok_or_else(|| LoadError::Decode {
+            path: name.to_string(),
+            message: "missing JPEG frame header".into(),
+        })?;
+    check_budget(name, w, h)?;
+    let orientation = dec
+        .exif()
+        .and_then(|exif| Orientation::from_exif_chunk(exif))
+        .unwrap_or(Orientation::NoTransforms);
+    let pixels = dec.decode().map_err(derr)?;
+    let gray = GrayImage::from_raw(w, h, pixels).ok_or_else(|| LoadError::Decode {
+        path: name.to_string(),
+        message: "decoded buffer has the wrong size".into(),
+    })?;
+    Ok(apply_orientation(gray, orientation))
+}
+
+fn decode_other_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadError> {
+    let reader = ImageReader::new(Cursor::new(data))
+        .with_guessed_format()
+        .map_err(|e| LoadError::Decode {
+            path: name.to_string(),
+            message: e.to_string(),
+        })?;
+    if reader.format().is_none() {
+        return Err(LoadError::UnknownFormat {
+            path: name.to_string(),
+        });
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODER_ALLOC);
+    let mut reader = reader;
+    reader.limits(limits);
+    let derr = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => LoadError::TooLarge {
+            path: name.to_string(),
+            width: 0,
+            height: 0,
+            max: MAX_PIXELS,
+        },
+        other => LoadError::Decode {
+            path: name.to_string(),
+            message: other.to_string(),
+        },
+    };
+    let mut decoder = reader.into_decoder().map_err(derr)?;
+    let (w, h) = decoder.dimensions();
+    check_budget(name, w, h)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let img = DynamicImage::from_decoder(decoder).map_err(derr)?;
+    Ok(apply_orientation(img.into_luma8(), orientation))
+}
+
+fn apply_orientation(gray: GrayImage, orientation: Orientation) -> (GrayImage, u8) {
+    let code = orientation.to_exif();
+    if orientation == Orientation::NoTransforms {
+        return (gray, code);
+    }
+    let mut dynimg = DynamicImage::ImageLuma8(gray);
+    dynimg.apply_orientation(orientation);
+    (dynimg.into_luma8(), code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(img: &GrayImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn empty_file_is_refused() {
+        assert!(matches!(
+            decode_photo(&[], "x.jpg"),
+            Err(LoadError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_unknown_format() {
+        let r = decode_photo(b"hello, this is not an image at all", "x.txt");
+        assert!(matches!(r, Err(LoadError::UnknownFormat { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn png_roundtrip_keeps_pixels_and_hash() {
+        let img = GrayImage::from_fn(7, 5, |x, y| image::Luma([(x * 30 + y) as u8]));
+        let bytes = png_bytes(&img);
+        let photo = decode_photo(&bytes, "a.png").unwrap();
+        assert_eq!(photo.gray, img);
+        assert_eq!(photo.sha256, sha256_hex(&bytes));
+        assert_eq!(photo.sha256.len(), 64);
+    }
+
+    #[test]
+    fn jpeg_decodes_to_gray_of_right_size() {
+        let img = image::RgbImage::from_fn(40, 30, |x, _| image::Rgb([x as u8 * 5, 100, 200]));
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
+            .unwrap();
+        let photo = decode_photo(&bytes, "a.jpg").unwrap();
+        assert_eq!(photo.gray.dimensions(), (40, 30));
+    }
+
+    #[test]
+    fn png_bomb_is_refused_before_decoding() {
+        // A valid PNG header claiming 30000x30000 pixels with a tiny body.
+        let img = GrayImage::new(1, 1);
+        let mut bytes = png_bytes(&img);
+        // IHDR width/height live at bytes 16..24; patch them (CRC will be wrong, so the decoder
+        // must reject on size or on CRC, never allocate 900 MP).
+        bytes[16..20].copy_from_slice(&30_000u32.to_be_bytes());
+        bytes[20..24].copy_from_slice(&30_000u32.to_be_bytes());
+        let r = decode_photo(&bytes, "bomb.png");
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn truncated_jpeg_is_a_decode_error() {
+        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 0]));
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
+            .unwrap();
+        bytes.truncate(bytes.len() / 3);
+        let r = decode_photo(&bytes, "t.jpg");
+        assert!(matches!(r, Err(LoadError::Decode { .. })), "{r:?}");
+    }
+}
