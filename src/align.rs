@@ -1,1 +1,0 @@
-//! Stage module `align` (work in progress).
