@@ -92,8 +92,7 @@ fn check_budget(name: &str, width: u32, height: u32) -> Result<(), LoadError> {
             message: "image has zero width or height".into(),
         });
     }
-    if u64::from(width) * u64::from(height) > MAX_PIXELS || width > MAX_SIDE || height > MAX_SIDE
-    {
+    if u64::from(width) * u64::from(height) > MAX_PIXELS || width > MAX_SIDE || height > MAX_SIDE {
         return Err(LoadError::TooLarge {
             path: name.to_string(),
             width,

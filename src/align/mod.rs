@@ -1,6 +1,618 @@
 //! Stage `align`: identify the page (AprilTag id) and its orientation, and fit the homography
 //! from template millimetres to image pixels from the registration marks.
+//!
+//! Method:
+//! 1. Work on a box-downscaled copy (long side about [`WORK_LONG_SIDE`] px): adaptive threshold,
+//!    shrink dark regions by one pixel so the two squares of a mark (which touch at a corner)
+//!    separate, label connected components, keep square-like blobs.
+//! 2. Pair squares whose centres are about `sqrt(2)` sides apart: mark candidates.
+//! 3. Try 4-subsets of candidates (convex hull corners first) in each of the 4 cyclic
+//!    assignments to the template's corner marks; for each, read the AprilTag's 6x6 data modules
+//!    through the implied homography and compare with every page's printed code. The tag decides
+//!    the page and the orientation (0/90/180/270 and anything between).
+//! 4. Refine: locate every mark square's centroid in the full-resolution photo and fit the final
+//!    homography by RANSAC over all of them; report the reprojection error in mm.
+//!
+//! Invariant: an [`Alignment`] is only returned when the tag matched a page of the template with
+//! at most [`MAX_TAG_HAMMING`] wrong modules, so a non-form photo cannot be "aligned" by chance.
 
 pub mod homography;
+pub mod sample;
+pub mod snap;
 
 pub use homography::Homography;
+
+use crate::template::{Page, RectMm, Template};
+use image::{GrayImage, Luma};
+use imageproc::region_labelling::{Connectivity, connected_components};
+use sample::{bilinear, downscale};
+use serde::{Deserialize, Serialize};
+
+/// Detection runs on a copy whose long side is at most this many pixels: marks (7 mm squares)
+/// stay >= ~6 px wide for a page filling at least half of a photo's long side.
+pub const WORK_LONG_SIDE: u32 = 1600;
+/// Adaptive-threshold window radius as a fraction of the working long side; must exceed a mark
+/// square's size so square interiors are compared with surrounding paper, not with themselves.
+const THRESHOLD_RADIUS_FRACTION: f64 = 1.0 / 50.0;
+/// A pixel is dark when this many grey levels below its local mean.
+const DARK_DELTA: i32 = 25;
+/// Square blobs smaller than this (px, working scale) are noise.
+const MIN_SQUARE_AREA: u32 = 12;
+/// Largest accepted square blob as a fraction of the working image area.
+const MAX_SQUARE_AREA_FRACTION: f64 = 0.01;
+/// Square-ness: ratio of the principal second moments (1 for a square, grows with elongation;
+/// perspective of a tilted photo gives up to ~1.5).
+const MAX_MOMENT_RATIO: f64 = 1.8;
+/// Area relative to that of a square with the same second moments (1 for a square).
+const SQUARE_AREA_RANGE: (f64, f64) = (0.8, 1.2);
+/// Centre distance of a mark's two squares over their side (sqrt(2) ideally; the one-pixel
+/// shrink makes measured sides smaller, hence the wide upper bound).
+const PAIR_DISTANCE_RANGE: (f64, f64) = (1.15, 2.1);
+/// Areas of the two squares of one mark differ by at most this ratio.
+const PAIR_AREA_RATIO: f64 = 1.8;
+/// Most mark candidates considered in the combinatorial search (best square-ness first).
+const MAX_CANDIDATES: usize = 14;
+/// A tag is accepted with at most this many wrong data modules. tag36h10 codes differ in at
+/// least 10 modules (under all rotations), so 3 errors can never turn one page into another.
+pub const MAX_TAG_HAMMING: u32 = 3;
+/// Border modules of the tag (all black when printed) that may read white.
+const MAX_TAG_BORDER_ERRORS: u32 = 3;
+/// Minimum grey-level difference between the tag's black border and its white quiet zone.
+const MIN_TAG_CONTRAST: f64 = 25.0;
+/// RANSAC inlier threshold for square centroids, in template mm.
+const RANSAC_THRESHOLD_MM: f64 = 1.5;
+/// Alignment is reported as poor (and its page's readings are never auto-accepted) above this
+/// RMS reprojection error of the square centroids, in mm.
+pub const MAX_GOOD_RMS_MM: f64 = 0.8;
+/// Growth of a mark's other square (fraction of its side) excluded from a square's centroid.
+const OTHER_SQUARE_GROW: f64 = 0.15;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlignError {
+    #[error(
+        "not a form page: found {marks} registration-mark candidates, no AprilTag of this template"
+    )]
+    NotAForm { marks: usize },
+    #[error(
+        "template page {0} has no registration marks named top_left/top_right/bottom_right/bottom_left"
+    )]
+    TemplateMarks(u32),
+}
+
+/// Where a page is in a photo.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alignment {
+    /// Page number from the AprilTag.
+    pub page: u32,
+    pub tag_id: u32,
+    /// Template mm -> image px, row-major.
+    pub homography: [f64; 9],
+    /// In-plane rotation of the page in the photo, degrees counter-clockwise, in [0, 360).
+    pub rotation_deg: f64,
+    /// Wrong tag data modules (0 = perfect read).
+    pub tag_hamming: u32,
+    /// Mark squares found and used (inliers) out of those in the template.
+    pub squares_used: usize,
+    pub squares_expected: usize,
+    /// RMS and max reprojection error of the square centroids, in mm.
+    pub rms_error_mm: f64,
+    pub max_error_mm: f64,
+    /// Photo pixels per template mm at the page centre.
+    pub px_per_mm: f64,
+    /// True when the fit is good enough to trust readings (see [`MAX_GOOD_RMS_MM`]).
+    pub good: bool,
+}
+
+impl Alignment {
+    pub fn h(&self) -> Option<Homography> {
+        Homography::from_array(self.homography)
+    }
+}
+
+/// A blob that looks like a filled square, in working-image pixels.
+#[derive(Debug, Clone, Copy)]
+struct Square {
+    cx: f64,
+    cy: f64,
+    area: f64,
+    /// 1 = perfect square moments, larger is worse.
+    badness: f64,
+}
+
+/// A registration-mark candidate (two touching squares) in full-resolution pixels.
+#[derive(Debug, Clone, Copy)]
+struct MarkCandidate {
+    x: f64,
+    y: f64,
+    badness: f64,
+}
+
+const CORNER_ORDER: [&str; 4] = ["top_left", "top_right", "bottom_right", "bottom_left"];
+
+/// Identify and align one photo against every page of `template`.
+pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, AlignError> {
+    let (w, h) = gray.dimensions();
+    let factor = w.max(h).div_ceil(WORK_LONG_SIDE).max(1);
+    let small = downscale(gray, factor);
+    let squares = find_squares(&small);
+    let f = factor as f64;
+    let candidates = pair_marks(&squares, f);
+    let mut best: Option<(Alignment, u32)> = None;
+    // Pages of the template share the same mark layout in practice, but try each page's own
+    // marks so that a template with differing pages still works.
+    for page in &template.pages {
+        let Some(tmpl_marks) = corner_marks(page) else {
+            return Err(AlignError::TemplateMarks(page.number));
+        };
+        if let Some((h0, hamming)) = search_quads(gray, &candidates, &tmpl_marks, template, page) {
+            let better = best.as_ref().is_none_or(|(_, bh)| hamming < *bh);
+            if better && let Some(al) = refine(gray, h0, page, hamming) {
+                best = Some((al, hamming));
+            }
+        }
+        if best.as_ref().is_some_and(|(_, hm)| *hm == 0) {
+            break;
+        }
+    }
+    best.map(|(a, _)| a).ok_or(AlignError::NotAForm {
+        marks: candidates.len(),
+    })
+}
+
+fn corner_marks(page: &Page) -> Option<[[f64; 2]; 4]> {
+    let mut out = [[0.0; 2]; 4];
+    for (i, name) in CORNER_ORDER.iter().enumerate() {
+        out[i] = page.marks.iter().find(|m| m.name == *name)?.center;
+    }
+    Some(out)
+}
+
+fn find_squares(small: &GrayImage) -> Vec<Square> {
+    let (w, h) = small.dimensions();
+    let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
+    let bin = imageproc::contrast::adaptive_threshold(small, radius, DARK_DELTA);
+    // Dark = 0. Grow the white by one pixel so squares touching at a corner separate.
+    let bin = imageproc::morphology::dilate(&bin, imageproc::distance_transform::Norm::LInf, 1);
+    let labels = connected_components(&bin, Connectivity::Four, Luma([255u8]));
+    let n = labels.iter().copied().max().unwrap_or(0) as usize;
+    // Moments per label: count, sx, sy, sxx, syy, sxy.
+    let mut m = vec![[0f64; 6]; n + 1];
+    for (x, y, l) in labels.enumerate_pixels() {
+        let l = l[0] as usize;
+        if l == 0 {
+            continue;
+        }
+        let (xf, yf) = (x as f64 + 0.5, y as f64 + 0.5);
+        let e = &mut m[l];
+        e[0] += 1.0;
+        e[1] += xf;
+        e[2] += yf;
+        e[3] += xf * xf;
+        e[4] += yf * yf;
+        e[5] += xf * yf;
+    }
+    let max_area = (w as f64 * h as f64 * MAX_SQUARE_AREA_FRACTION).max(MIN_SQUARE_AREA as f64);
+    let mut out = Vec::new();
+    for e in m.iter().skip(1) {
+        let a = e[0];
+        if a < MIN_SQUARE_AREA as f64 || a > max_area {
+            continue;
+        }
+        let (cx, cy) = (e[1] / a, e[2] / a);
+        let vxx = e[3] / a - cx * cx;
+        let vyy = e[4] / a - cy * cy;
+        let vxy = e[5] / a - cx * cy;
+        let tr = vxx + vyy;
+        let det = vxx * vyy - vxy * vxy;
+        if det <= 0.0 {
+            continue;
+        }
+        let disc = (tr * tr / 4.0 - det).max(0.0).sqrt();
+        let (l1, l2) = (tr / 2.0 + disc, tr / 2.0 - disc);
+        if l2 <= 0.0 {
+            continue;
+        }
+        let ratio = l1 / l2;
+        // A w x w square (discrete pixels) has variance (w^2 - 1)/12 per axis.
+        let area_rel = a / (12.0 * (l1 * l2).sqrt() + 1.0);
+        if ratio > MAX_MOMENT_RATIO
+            || area_rel < SQUARE_AREA_RANGE.0
+            || area_rel > SQUARE_AREA_RANGE.1
+        {
+            continue;
+        }
+        out.push(Square {
+            cx,
+            cy,
+            area: a,
+            badness: ratio * (1.0 + (area_rel - 1.0).abs()),
+        });
+    }
+    out
+}
+
+fn pair_marks(squares: &[Square], factor: f64) -> Vec<MarkCandidate> {
+    let mut out = Vec::new();
+    for (i, a) in squares.iter().enumerate() {
+        for b in squares.iter().skip(i + 1) {
+            let ratio = a.area.max(b.area) / a.area.min(b.area);
+            if ratio > PAIR_AREA_RATIO {
+                continue;
+            }
+            let side = ((a.area + b.area) / 2.0).sqrt();
+            let d = ((a.cx - b.cx).powi(2) + (a.cy - b.cy).powi(2)).sqrt();
+            let rel = d / side;
+            if rel < PAIR_DISTANCE_RANGE.0 || rel > PAIR_DISTANCE_RANGE.1 {
+                continue;
+            }
+            out.push(MarkCandidate {
+                x: (a.cx + b.cx) / 2.0 * factor,
+                y: (a.cy + b.cy) / 2.0 * factor,
+                badness: a.badness + b.badness + ratio + (rel - std::f64::consts::SQRT_2).abs(),
+            });
+        }
+    }
+    out.sort_by(|p, q| p.badness.total_cmp(&q.badness));
+    // Merge near-duplicates (a square can pair with two neighbours in a tag's checkerboard).
+    let mut merged: Vec<MarkCandidate> = Vec::new();
+    for c in out {
+        if merged
+            .iter()
+            .all(|m| (m.x - c.x).abs() + (m.y - c.y).abs() > 4.0 * factor)
+        {
+            merged.push(c);
+        }
+    }
+    merged
+}
+
+/// Order four points clockwise in image coordinates (y down) starting anywhere.
+fn clockwise(pts: &mut [[f64; 2]; 4]) {
+    let cx = pts.iter().map(|p| p[0]).sum::<f64>() / 4.0;
+    let cy = pts.iter().map(|p| p[1]).sum::<f64>() / 4.0;
+    pts.sort_by(|a, b| {
+        let ta = (a[1] - cy).atan2(a[0] - cx);
+        let tb = (b[1] - cy).atan2(b[0] - cx);
+        ta.total_cmp(&tb)
+    });
+}
+
+fn is_convex(q: &[[f64; 2]; 4]) -> bool {
+    let mut sign = 0.0;
+    for i in 0..4 {
+        let a = q[i];
+        let b = q[(i + 1) % 4];
+        let c = q[(i + 2) % 4];
+        let cross = (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0]);
+        if cross.abs() < 1e-9 {
+            return false;
+        }
+        if sign == 0.0 {
+            sign = cross.signum();
+        } else if cross.signum() != sign {
+            return false;
+        }
+    }
+    true
+}
+
+/// Search 4-subsets of candidates; return the homography (from `page`'s marks) whose tag read
+/// best matches `page`'s code, with the Hamming distance.
+fn search_quads(
+    gray: &GrayImage,
+    cands: &[MarkCandidate],
+    tmpl: &[[f64; 2]; 4],
+    template: &Template,
+    page: &Page,
+) -> Option<(Homography, u32)> {
+    let top: Vec<[f64; 2]> = cands
+        .iter()
+        .take(MAX_CANDIDATES)
+        .map(|c| [c.x, c.y])
+        .collect();
+    let n = top.len();
+    if n < 4 {
+        return None;
+    }
+    let mut best: Option<(Homography, u32)> = None;
+    // Larger quads first: the real marks span the page, clutter inside the page does not.
+    let mut quads: Vec<([f64; 2], [usize; 4])> = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            for c in b + 1..n {
+                for d in c + 1..n {
+                    let mut q = [top[a], top[b], top[c], top[d]];
+                    clockwise(&mut q);
+                    if !is_convex(&q) {
+                        continue;
+                    }
+                    let area = quad_area(&q);
+                    quads.push(([-area, 0.0], [a, b, c, d]));
+                }
+            }
+        }
+    }
+    quads.sort_by(|x, y| x.0[0].total_cmp(&y.0[0]));
+    for (_, idx) in quads {
+        let mut q = [top[idx[0]], top[idx[1]], top[idx[2]], top[idx[3]]];
+        clockwise(&mut q);
+        for shift in 0..4 {
+            let dst = [
+                q[shift],
+                q[(shift + 1) % 4],
+                q[(shift + 2) % 4],
+                q[(shift + 3) % 4],
+            ];
+            let Some(h) = Homography::fit(tmpl, &dst) else {
+                continue;
+            };
+            let Some(read) = read_tag(gray, &h, &page.tag.rect) else {
+                continue;
+            };
+            let hd = hamming(&read.bits, &page.tag.bits);
+            let _ = template;
+            if hd <= MAX_TAG_HAMMING
+                && read.border_errors <= MAX_TAG_BORDER_ERRORS
+                && best.as_ref().is_none_or(|(_, b)| hd < *b)
+            {
+                best = Some((h, hd));
+                if hd == 0 {
+                    return best;
+                }
+            }
+        }
+    }
+    best
+}
+
+fn quad_area(q: &[[f64; 2]; 4]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..4 {
+        let a = q[i];
+        let b = q[(i + 1) % 4];
+        s += a[0] * b[1] - a[1] * b[0];
+    }
+    s.abs() / 2.0
+}
+
+/// A read of a tag's modules.
+#[derive(Debug, Clone)]
+pub struct TagRead {
+    /// 36 data modules, '1' = black, upright-page row-major order.
+    pub bits: String,
+    pub border_errors: u32,
+    pub contrast: f64,
+}
+
+/// Sample the tag's 8x8 modules (and the white quiet zone around them) through `h`.
+pub fn read_tag(gray: &GrayImage, h: &Homography, rect: &RectMm) -> Option<TagRead> {
+    let m = rect[2] / 8.0;
+    let module_mean = |r: f64, c: f64| -> Option<f64> {
+        // 3x3 samples over the inner half of the module.
+        let mut s = 0.0;
+        for dy in [-0.25, 0.0, 0.25] {
+            for dx in [-0.25, 0.0, 0.25] {
+                let p = h.apply([rect[0] + (c + 0.5 + dx) * m, rect[1] + (r + 0.5 + dy) * m])?;
+                s += bilinear(gray, p[0], p[1])?;
+            }
+        }
+        Some(s / 9.0)
+    };
+    let mut grid = [[0.0f64; 8]; 8];
+    for (r, row) in grid.iter_mut().enumerate() {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = module_mean(r as f64, c as f64)?;
+        }
+    }
+    // Quiet zone: the ring just outside the border (half a module out).
+    let mut quiet = Vec::new();
+    for i in 0..8 {
+        let i = i as f64;
+        for (r, c) in [(-0.75, i), (7.75, i), (i, -0.75), (i, 7.75)] {
+            quiet.push(module_mean(r, c)?);
+        }
+    }
+    let mut border = Vec::new();
+    for (r, row) in grid.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            if r == 0 || r == 7 || c == 0 || c == 7 {
+                border.push(*v);
+            }
+        }
+    }
+    let white = median(&mut quiet);
+    let black = median(&mut border);
+    let contrast = white - black;
+    if contrast < MIN_TAG_CONTRAST {
+        return None;
+    }
+    let thr = (white + black) / 2.0;
+    let border_errors = border.iter().filter(|v| **v > thr).count() as u32;
+    let mut bits = String::with_capacity(36);
+    for row in grid.iter().take(7).skip(1) {
+        for v in row.iter().take(7).skip(1) {
+            bits.push(if *v < thr { '1' } else { '0' });
+        }
+    }
+    Some(TagRead {
+        bits,
+        border_errors,
+        contrast,
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn hamming(a: &str, b: &str) -> u32 {
+    if a.len() != b.len() {
+        return u32::MAX;
+    }
+    a.bytes().zip(b.bytes()).filter(|(x, y)| x != y).count() as u32
+}
+
+/// Refine a coarse homography from the centroids of every mark square, found in the
+/// full-resolution photo near their predicted positions.
+fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option<Alignment> {
+    let mut h = h0;
+    let mut used = 0;
+    let mut expected = 0;
+    let mut rms = f64::INFINITY;
+    let mut max_err = f64::INFINITY;
+    // Two rounds: the second starts from the better first fit.
+    for _ in 0..2 {
+        let mut src = Vec::new();
+        let mut dst = Vec::new();
+        expected = 0;
+        for mark in &page.marks {
+            for (i, sq) in mark.squares.iter().enumerate() {
+                expected += 1;
+                let others: Vec<RectMm> = mark
+                    .squares
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    // Grown a little so blur around the touching corner does not pull the centroid.
+                    .map(|(_, r)| {
+                        let g = r[2] * OTHER_SQUARE_GROW;
+                        [r[0] - g, r[1] - g, r[2] + 2.0 * g, r[3] + 2.0 * g]
+                    })
+                    .collect();
+                if let Some(c) = square_centroid(gray, &h, sq, &others) {
+                    src.push([sq[0] + sq[2] / 2.0, sq[1] + sq[3] / 2.0]);
+                    dst.push(c);
+                }
+            }
+        }
+        if src.len() < 4 {
+            break;
+        }
+        let scale = h.local_scale([page.width_mm / 2.0, page.height_mm / 2.0]);
+        let fit = homography::ransac(&src, &dst, RANSAC_THRESHOLD_MM * scale)?;
+        h = fit.h;
+        used = fit.inliers.len();
+        let inv = h.inverse()?;
+        let errs: Vec<f64> = fit
+            .inliers
+            .iter()
+            .filter_map(|&i| {
+                inv.apply(dst[i])
+                    .map(|p| ((p[0] - src[i][0]).powi(2) + (p[1] - src[i][1]).powi(2)).sqrt())
+            })
+            .collect();
+        if errs.is_empty() {
+            break;
+        }
+        rms = (errs.iter().map(|e| e * e).sum::<f64>() / errs.len() as f64).sqrt();
+        max_err = errs.iter().copied().fold(0.0, f64::max);
+    }
+    let centre = [page.width_mm / 2.0, page.height_mm / 2.0];
+    let a = h.apply(centre)?;
+    let b = h.apply([centre[0] + 1.0, centre[1]])?;
+    // Image y points down; report counter-clockwise degrees as seen by a person.
+    let angle = (-(b[1] - a[1]))
+        .atan2(b[0] - a[0])
+        .to_degrees()
+        .rem_euclid(360.0);
+    let good = used >= 6 && rms <= MAX_GOOD_RMS_MM;
+    Some(Alignment {
+        page: page.number,
+        tag_id: page.tag.id,
+        homography: h.to_array(),
+        rotation_deg: angle,
+        tag_hamming: hamming,
+        squares_used: used,
+        squares_expected: expected,
+        rms_error_mm: rms,
+        max_error_mm: max_err,
+        px_per_mm: h.local_scale(centre),
+        good,
+    })
+}
+
+/// Weighted centroid of the dark pixels of one printed square, searched in its predicted
+/// neighbourhood (the square grown by 40 %, minus the mark's other squares).
+fn square_centroid(
+    gray: &GrayImage,
+    h: &Homography,
+    sq: &RectMm,
+    others: &[RectMm],
+) -> Option<[f64; 2]> {
+    const GROW: f64 = 0.4;
+    let (gx, gy) = (sq[2] * GROW, sq[3] * GROW);
+    let region = [sq[0] - gx, sq[1] - gy, sq[2] + 2.0 * gx, sq[3] + 2.0 * gy];
+    let corners = [
+        h.apply([region[0], region[1]])?,
+        h.apply([region[0] + region[2], region[1]])?,
+        h.apply([region[0] + region[2], region[1] + region[3]])?,
+        h.apply([region[0], region[1] + region[3]])?,
+    ];
+    let (w, hh) = gray.dimensions();
+    let x0 = corners
+        .iter()
+        .map(|p| p[0])
+        .fold(f64::INFINITY, f64::min)
+        .floor()
+        .max(0.0) as u32;
+    let x1 = corners
+        .iter()
+        .map(|p| p[0])
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil()
+        .min(w as f64) as u32;
+    let y0 = corners
+        .iter()
+        .map(|p| p[1])
+        .fold(f64::INFINITY, f64::min)
+        .floor()
+        .max(0.0) as u32;
+    let y1 = corners
+        .iter()
+        .map(|p| p[1])
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil()
+        .min(hh as f64) as u32;
+    if x1 <= x0 + 2 || y1 <= y0 + 2 {
+        return None;
+    }
+    let inv = h.inverse()?;
+    let inside = |r: &RectMm, p: [f64; 2]| {
+        p[0] >= r[0] && p[0] <= r[0] + r[2] && p[1] >= r[1] && p[1] <= r[1] + r[3]
+    };
+    let mut pix = Vec::new();
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let Some(t) = inv.apply([x as f64 + 0.5, y as f64 + 0.5]) else {
+                continue;
+            };
+            if !inside(&region, t) || others.iter().any(|o| inside(o, t)) {
+                continue;
+            }
+            pix.push((x, y, gray.get_pixel(x, y)[0]));
+        }
+    }
+    if pix.len() < 9 {
+        return None;
+    }
+    let mut vals: Vec<f64> = pix.iter().map(|p| p.2 as f64).collect();
+    vals.sort_by(|a, b| a.total_cmp(b));
+    let dark = vals[vals.len() / 10];
+    let light = vals[vals.len() * 9 / 10];
+    if light - dark < MIN_TAG_CONTRAST {
+        return None;
+    }
+    let thr = (dark + light) / 2.0;
+    let (mut s, mut sx, mut sy) = (0.0, 0.0, 0.0);
+    for (x, y, v) in pix {
+        let wgt = ((thr - v as f64) / (thr - dark)).clamp(0.0, 1.0);
+        s += wgt;
+        sx += wgt * (x as f64 + 0.5);
+        sy += wgt * (y as f64 + 0.5);
+    }
+    if s < 4.0 {
+        return None;
+    }
+    Some([sx / s, sy / s])
+}

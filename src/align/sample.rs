@@ -1,0 +1,81 @@
+//! Pixel sampling helpers shared by `align` and `segment`.
+
+use image::GrayImage;
+
+/// Bilinear sample at continuous pixel coordinates (pixel centres at +0.5). Outside the image the
+/// nearest edge pixel is used, and `None` is returned when the point is farther than one pixel
+/// outside (so callers can tell "off the photo" from "white paper").
+#[inline]
+pub fn bilinear(img: &GrayImage, x: f64, y: f64) -> Option<f64> {
+    let (w, h) = img.dimensions();
+    if !(x >= -1.0 && y >= -1.0 && x <= w as f64 + 1.0 && y <= h as f64 + 1.0) {
+        return None;
+    }
+    let fx = (x - 0.5).clamp(0.0, (w - 1) as f64);
+    let fy = (y - 0.5).clamp(0.0, (h - 1) as f64);
+    let x0 = fx.floor() as u32;
+    let y0 = fy.floor() as u32;
+    let x1 = (x0 + 1).min(w - 1);
+    let y1 = (y0 + 1).min(h - 1);
+    let ax = fx - x0 as f64;
+    let ay = fy - y0 as f64;
+    let raw = img.as_raw();
+    let wu = w as usize;
+    let p = |xx: u32, yy: u32| raw[yy as usize * wu + xx as usize] as f64;
+    let top = p(x0, y0) * (1.0 - ax) + p(x1, y0) * ax;
+    let bot = p(x0, y1) * (1.0 - ax) + p(x1, y1) * ax;
+    Some(top * (1.0 - ay) + bot * ay)
+}
+
+/// Downscale by an integer factor with box averaging (fast, alias-free enough for detection).
+pub fn downscale(img: &GrayImage, factor: u32) -> GrayImage {
+    if factor <= 1 {
+        return img.clone();
+    }
+    let (w, h) = img.dimensions();
+    let (ow, oh) = ((w / factor).max(1), (h / factor).max(1));
+    let raw = img.as_raw();
+    let wu = w as usize;
+    let f = factor as usize;
+    let mut out = vec![0u8; (ow * oh) as usize];
+    let mut acc = vec![0u32; ow as usize];
+    for oy in 0..oh as usize {
+        acc.iter_mut().for_each(|a| *a = 0);
+        for dy in 0..f {
+            let row = &raw[(oy * f + dy) * wu..(oy * f + dy) * wu + ow as usize * f];
+            for (ox, a) in acc.iter_mut().enumerate() {
+                *a += row[ox * f..ox * f + f]
+                    .iter()
+                    .map(|&v| v as u32)
+                    .sum::<u32>();
+            }
+        }
+        let n = (f * f) as u32;
+        for (ox, a) in acc.iter().enumerate() {
+            out[oy * ow as usize + ox] = ((a + n / 2) / n) as u8;
+        }
+    }
+    GrayImage::from_raw(ow, oh, out).unwrap_or_else(|| GrayImage::new(ow, oh))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_hits_pixel_centres_exactly() {
+        let img = GrayImage::from_fn(4, 3, |x, y| image::Luma([(x * 10 + y * 50) as u8]));
+        assert_eq!(bilinear(&img, 2.5, 1.5), Some(70.0));
+        assert_eq!(bilinear(&img, 2.0, 1.5), Some(65.0));
+        assert!(bilinear(&img, -5.0, 1.0).is_none());
+    }
+
+    #[test]
+    fn downscale_averages_blocks() {
+        let img = GrayImage::from_fn(4, 4, |x, _| image::Luma([if x < 2 { 0 } else { 200 }]));
+        let d = downscale(&img, 2);
+        assert_eq!(d.dimensions(), (2, 2));
+        assert_eq!(d.get_pixel(0, 0)[0], 0);
+        assert_eq!(d.get_pixel(1, 1)[0], 200);
+    }
+}

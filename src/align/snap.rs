@@ -1,0 +1,216 @@
+//! Local snapping of printed boxes: paper curls and lenses bend, so the page homography can be a
+//! millimetre or two off in the middle of the page. For each group of boxes we search a small
+//! translation (in template mm) that puts the expected box lines on the darkest printed lines.
+//! x and y are searched separately (vertical edges fix x, horizontal edges fix y), which is
+//! valid for the small offsets searched here.
+
+use super::Homography;
+use super::sample::bilinear;
+use crate::template::RectMm;
+use serde::{Deserialize, Serialize};
+
+/// Largest offset searched, mm.
+pub const MAX_SNAP_MM: f64 = 3.0;
+/// Coarse and fine search steps, mm.
+const COARSE_STEP_MM: f64 = 0.25;
+const FINE_STEP_MM: f64 = 0.05;
+/// Sample points per box edge (corners excluded, where neighbouring lines cross).
+const POINTS_PER_EDGE: usize = 10;
+/// Distance of the paper reference samples from the line centre, beyond half the line width, mm.
+const PAPER_OFFSET_MM: f64 = 1.0;
+/// A line is considered found when it is at least this many grey levels darker than the paper
+/// beside it; otherwise the offset is 0 and `found` is false.
+const MIN_LINE_CONTRAST: f64 = 18.0;
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Snap {
+    pub dx_mm: f64,
+    pub dy_mm: f64,
+    /// Mean grey-level darkness of the lines at the chosen offset relative to nearby paper.
+    pub contrast: f64,
+    pub found: bool,
+}
+
+/// Which edges of a box a sample belongs to.
+#[derive(Clone, Copy)]
+enum Axis {
+    /// Vertical edge: its position fixes x.
+    X,
+    /// Horizontal edge: fixes y.
+    Y,
+}
+
+/// Edge samples: point on the line centre and the unit normal (pointing along the axis).
+fn edge_samples(boxes: &[RectMm], line_mm: f64, axis: Axis) -> Vec<[f64; 2]> {
+    let half = line_mm / 2.0;
+    let mut out = Vec::new();
+    for r in boxes {
+        let (x0, y0, x1, y1) = (
+            r[0] - half,
+            r[1] - half,
+            r[0] + r[2] + half,
+            r[1] + r[3] + half,
+        );
+        for k in 0..POINTS_PER_EDGE {
+            let t = 0.15 + 0.7 * (k as f64 + 0.5) / POINTS_PER_EDGE as f64;
+            match axis {
+                Axis::X => {
+                    let y = y0 + t * (y1 - y0);
+                    out.push([x0, y]);
+                    out.push([x1, y]);
+                }
+                Axis::Y => {
+                    let x = x0 + t * (x1 - x0);
+                    out.push([x, y0]);
+                    out.push([x, y1]);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn score(
+    gray: &image::GrayImage,
+    h: &Homography,
+    pts: &[[f64; 2]],
+    axis: Axis,
+    off: f64,
+    other: f64,
+    line_mm: f64,
+) -> f64 {
+    let side = line_mm / 2.0 + PAPER_OFFSET_MM;
+    let mut total = 0.0;
+    let mut n = 0usize;
+    for p in pts {
+        let (px, py) = match axis {
+            Axis::X => (p[0] + off, p[1] + other),
+            Axis::Y => (p[0] + other, p[1] + off),
+        };
+        let at = |dx: f64, dy: f64| {
+            h.apply([px + dx, py + dy])
+                .and_then(|q| bilinear(gray, q[0], q[1]))
+        };
+        let (line, a, b) = match axis {
+            Axis::X => (at(0.0, 0.0), at(-side, 0.0), at(side, 0.0)),
+            Axis::Y => (at(0.0, 0.0), at(0.0, -side), at(0.0, side)),
+        };
+        if let (Some(l), Some(a), Some(b)) = (line, a, b) {
+            // The brighter side is paper for sure (the other may hold ink or a neighbour line).
+            total += a.max(b) - l;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        f64::NEG_INFINITY
+    } else {
+        total / n as f64
+    }
+}
+
+fn search(
+    gray: &image::GrayImage,
+    h: &Homography,
+    pts: &[[f64; 2]],
+    axis: Axis,
+    other: f64,
+    line_mm: f64,
+) -> (f64, f64) {
+    let mut best: (f64, f64) = (0.0, f64::NEG_INFINITY);
+    let steps = (MAX_SNAP_MM / COARSE_STEP_MM).round() as i32;
+    for i in -steps..=steps {
+        let off = i as f64 * COARSE_STEP_MM;
+        let s = score(gray, h, pts, axis, off, other, line_mm);
+        // Prefer the smaller offset on ties so flat regions do not drift.
+        if s > best.1 + 1e-9 || ((s - best.1).abs() <= 1e-9 && off.abs() < best.0.abs()) {
+            best = (off, s);
+        }
+    }
+    let centre = best.0;
+    let fine = (COARSE_STEP_MM / FINE_STEP_MM).round() as i32;
+    for i in -fine..=fine {
+        let off = centre + i as f64 * FINE_STEP_MM;
+        let s = score(gray, h, pts, axis, off, other, line_mm);
+        if s > best.1 {
+            best = (off, s);
+        }
+    }
+    best
+}
+
+/// Find the translation (mm) that best aligns `boxes` (inside edges) with printed lines of width
+/// `line_mm`.
+pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], line_mm: f64) -> Snap {
+    if boxes.is_empty() {
+        return Snap::default();
+    }
+    let xs = edge_samples(boxes, line_mm, Axis::X);
+    let ys = edge_samples(boxes, line_mm, Axis::Y);
+    let (dx, _) = search(gray, h, &xs, Axis::X, 0.0, line_mm);
+    let (dy, sy) = search(gray, h, &ys, Axis::Y, dx, line_mm);
+    // Re-fit x with the found y (one alternation suffices for small offsets).
+    let (dx, sx) = search(gray, h, &xs, Axis::X, dy, line_mm);
+    let contrast = sx.min(sy);
+    if contrast < MIN_LINE_CONTRAST {
+        return Snap {
+            dx_mm: 0.0,
+            dy_mm: 0.0,
+            contrast,
+            found: false,
+        };
+    }
+    Snap {
+        dx_mm: dx,
+        dy_mm: dy,
+        contrast,
+        found: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, Luma};
+
+    /// Draw boxes (inside edges `boxes`, line `line_mm`) at `px_per_mm`, shifted by `shift` mm.
+    fn draw(boxes: &[RectMm], line_mm: f64, px_per_mm: f64, shift: [f64; 2]) -> GrayImage {
+        let (w, h) = (400u32, 200u32);
+        GrayImage::from_fn(w, h, |x, y| {
+            let mx = (x as f64 + 0.5) / px_per_mm - shift[0];
+            let my = (y as f64 + 0.5) / px_per_mm - shift[1];
+            for r in boxes {
+                let outer = mx >= r[0] - line_mm
+                    && mx <= r[0] + r[2] + line_mm
+                    && my >= r[1] - line_mm
+                    && my <= r[1] + r[3] + line_mm;
+                let inner = mx >= r[0] && mx <= r[0] + r[2] && my >= r[1] && my <= r[1] + r[3];
+                if outer && !inner {
+                    return Luma([30]);
+                }
+            }
+            Luma([220])
+        })
+    }
+
+    #[test]
+    fn finds_a_known_shift() {
+        let boxes = [[10.0, 10.0, 12.0, 15.0], [25.0, 10.0, 12.0, 15.0]];
+        let line = 0.6;
+        let ppm = 5.0;
+        let img = draw(&boxes, line, ppm, [1.3, -0.8]);
+        let h = Homography::from_array([ppm, 0.0, 0.0, 0.0, ppm, 0.0, 0.0, 0.0, 1.0]).unwrap();
+        let s = snap_boxes(&img, &h, &boxes, line);
+        assert!(s.found);
+        assert!((s.dx_mm - 1.3).abs() <= 0.1, "{s:?}");
+        assert!((s.dy_mm + 0.8).abs() <= 0.1, "{s:?}");
+    }
+
+    #[test]
+    fn blank_image_is_not_found() {
+        let img = GrayImage::from_pixel(200, 200, Luma([200]));
+        let h = Homography::from_array([5.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
+        let s = snap_boxes(&img, &h, &[[5.0, 5.0, 10.0, 10.0]], 0.5);
+        assert!(!s.found);
+        assert_eq!((s.dx_mm, s.dy_mm), (0.0, 0.0));
+    }
+}
