@@ -87,7 +87,7 @@ pub struct Alignment {
     pub tag_id: u32,
     /// Template mm -> image px, row-major.
     pub homography: [f64; 9],
-    /// In-plane rotation of the page in the photo, degrees counter-clockwise, in [0, 360).
+    /// In-plane rotation of the page in the photo, degrees clockwise as seen on screen, in [0, 360).
     pub rotation_deg: f64,
     /// Wrong tag data modules (0 = perfect read).
     pub tag_hamming: u32,
@@ -511,8 +511,8 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
     let centre = [page.width_mm / 2.0, page.height_mm / 2.0];
     let a = h.apply(centre)?;
     let b = h.apply([centre[0] + 1.0, centre[1]])?;
-    // Image y points down; report counter-clockwise degrees as seen by a person.
-    let angle = (-(b[1] - a[1]))
+    // Image y points down, so atan2 in pixel coordinates is a clockwise angle as seen on screen.
+    let angle = (b[1] - a[1])
         .atan2(b[0] - a[0])
         .to_degrees()
         .rem_euclid(360.0);

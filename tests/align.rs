@@ -1,0 +1,172 @@
+//! Alignment on rendered pages at arbitrary poses: every page is identified by its tag, at any
+//! rotation, and the recovered homography puts every digit box within a fraction of a mm.
+
+use image::{GrayImage, Luma};
+use proptest::prelude::*;
+use rekap::align::{Homography, align_page};
+use rekap::template::{DEFAULT_TEMPLATE_PATH, Template};
+use std::path::Path;
+
+fn template() -> Template {
+    Template::load(Path::new(DEFAULT_TEMPLATE_PATH)).expect("shipped template loads")
+}
+
+fn inside(r: &[f64; 4], p: [f64; 2]) -> bool {
+    p[0] >= r[0] && p[0] < r[0] + r[2] && p[1] >= r[1] && p[1] < r[1] + r[3]
+}
+
+/// Minimal render of a page's printed registration marks, tag and digit boxes, seen through `h`
+/// (template mm -> photo px), by inverse mapping every photo pixel with 2x2 supersampling.
+fn render(t: &Template, page: u32, h: &Homography, w: u32, hh: u32) -> GrayImage {
+    let p = t.page(page).expect("page");
+    let inv = h.inverse().expect("invertible");
+    let m = p.tag.rect[2] / 8.0;
+    let bits: Vec<u8> = p.tag.bits.bytes().collect();
+    let boxes: Vec<([f64; 4], f64)> = t
+        .fields
+        .iter()
+        .filter(|f| f.page == page)
+        .flat_map(|f| {
+            let lw = f.line_mm.unwrap_or(0.5);
+            f.boxes.iter().map(move |b| (*b, lw))
+        })
+        .collect();
+    let dark = |q: [f64; 2]| -> bool {
+        if !(0.0..p.width_mm).contains(&q[0]) || !(0.0..p.height_mm).contains(&q[1]) {
+            return false;
+        }
+        if p.marks
+            .iter()
+            .any(|mk| mk.squares.iter().any(|s| inside(s, q)))
+        {
+            return true;
+        }
+        if inside(&p.tag.rect, q) {
+            let c = ((q[0] - p.tag.rect[0]) / m) as usize;
+            let r = ((q[1] - p.tag.rect[1]) / m) as usize;
+            if r == 0 || c == 0 || r >= 7 || c >= 7 {
+                return true;
+            }
+            return bits[(r - 1) * 6 + (c - 1)] == b'1';
+        }
+        boxes.iter().any(|(b, lw)| {
+            let outer = [b[0] - lw, b[1] - lw, b[2] + 2.0 * lw, b[3] + 2.0 * lw];
+            inside(&outer, q) && !inside(b, q)
+        })
+    };
+    let on_page =
+        |q: [f64; 2]| (0.0..p.width_mm).contains(&q[0]) && (0.0..p.height_mm).contains(&q[1]);
+    GrayImage::from_fn(w, hh, |x, y| {
+        let mut acc = 0.0;
+        for (dx, dy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
+            let q = inv
+                .apply([x as f64 + dx, y as f64 + dy])
+                .unwrap_or([-1.0, -1.0]);
+            acc += if dark(q) {
+                25.0
+            } else if on_page(q) {
+                225.0
+            } else {
+                110.0 // table background
+            };
+        }
+        Luma([(acc / 4.0) as u8])
+    })
+}
+
+/// A photo-like pose: page centred in a w x h frame, rotated by `angle`, with perspective.
+fn pose(t: &Template, angle_deg: f64, tilt: f64, w: u32, hh: u32, fill: f64) -> Homography {
+    let p = &t.pages[0];
+    let (pw, ph) = (p.width_mm, p.height_mm);
+    let a = angle_deg.to_radians();
+    let (s, c) = a.sin_cos();
+    // Scale so the rotated page's bounding box fills `fill` of the frame.
+    let bw = (pw * c).abs() + (ph * s).abs();
+    let bh = (pw * s).abs() + (ph * c).abs();
+    let k = fill * (w as f64 / bw).min(hh as f64 / bh);
+    let centre = Homography::from_array([1.0, 0.0, -pw / 2.0, 0.0, 1.0, -ph / 2.0, 0.0, 0.0, 1.0])
+        .expect("translation");
+    let rot =
+        Homography::from_array([k * c, -k * s, 0.0, k * s, k * c, 0.0, tilt, tilt * 0.5, 1.0])
+            .expect("rotation");
+    let place = Homography::translation(w as f64 / 2.0, hh as f64 / 2.0);
+    place
+        .compose(&rot.compose(&centre).expect("compose"))
+        .expect("compose")
+}
+
+fn max_box_error_mm(t: &Template, page: u32, truth: &Homography, got: &Homography) -> f64 {
+    let inv = got.inverse().expect("invertible");
+    let mut worst: f64 = 0.0;
+    for f in t.fields.iter().filter(|f| f.page == page) {
+        for b in &f.boxes {
+            for q in [[b[0], b[1]], [b[0] + b[2], b[1] + b[3]]] {
+                let px = truth.apply(q).expect("maps");
+                let back = inv.apply(px).expect("maps");
+                worst = worst.max(((back[0] - q[0]).powi(2) + (back[1] - q[1]).powi(2)).sqrt());
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn identifies_every_page_upright() {
+    let t = template();
+    for page in 1..=3 {
+        let h = pose(&t, 0.0, 0.0, 1200, 1700, 0.9);
+        let img = render(&t, page, &h, 1200, 1700);
+        let al = align_page(&img, &t).expect("aligned");
+        assert_eq!(al.page, page);
+        assert_eq!(al.tag_hamming, 0);
+        assert!(al.good, "{al:?}");
+        let err = max_box_error_mm(&t, page, &h, &al.h().expect("h"));
+        assert!(err < 0.5, "page {page}: box error {err} mm");
+    }
+}
+
+#[test]
+fn identifies_quarter_turns() {
+    let t = template();
+    for (i, angle) in [90.0, 180.0, 270.0].into_iter().enumerate() {
+        let page = (i as u32 % 3) + 1;
+        let (w, hh) = if angle == 180.0 {
+            (1200, 1700)
+        } else {
+            (1700, 1200)
+        };
+        let h = pose(&t, angle, 0.0, w, hh, 0.9);
+        let img = render(&t, page, &h, w, hh);
+        let al = align_page(&img, &t).expect("aligned");
+        assert_eq!(al.page, page);
+        let d = (al.rotation_deg - angle).rem_euclid(360.0);
+        assert!(
+            d < 2.0 || d > 358.0,
+            "angle {angle}: got {}",
+            al.rotation_deg
+        );
+        let err = max_box_error_mm(&t, page, &h, &al.h().expect("h"));
+        assert!(err < 0.5, "angle {angle}: box error {err} mm");
+    }
+}
+
+#[test]
+fn blank_photo_is_not_a_form() {
+    let t = template();
+    let img = GrayImage::from_fn(800, 600, |x, y| Luma([((x * 7 + y * 3) % 200) as u8]));
+    assert!(align_page(&img, &t).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #[test]
+    fn any_rotation_and_tilt(angle in 0.0f64..360.0, tilt in -8e-5f64..8e-5, page in 1u32..=3) {
+        let t = template();
+        let h = pose(&t, angle, tilt, 1400, 1400, 0.85);
+        let img = render(&t, page, &h, 1400, 1400);
+        let al = align_page(&img, &t).expect("aligned");
+        prop_assert_eq!(al.page, page);
+        let err = max_box_error_mm(&t, page, &h, &al.h().expect("h"));
+        prop_assert!(err < 0.6, "angle {} tilt {}: box error {} mm", angle, tilt, err);
+    }
+}
