@@ -1,1 +1,760 @@
-//! Stage module `decide` (work in progress).
+//! Stage `decide`: from box predictions and the independent channels (OMR bubbles, row totals,
+//! tally grids) to field values, each accepted only on strong evidence, and from the template's
+//! rules to checks and flags.
+//!
+//! Principles, enforced here:
+//! * Transcribe faithfully, then judge. A field's value is what the boxes say. Rules may only
+//!   choose among the model's own alternatives for boxes it was unsure of; a confidently read
+//!   field is never changed to make arithmetic fit. Arithmetic that fails on paper is flagged.
+//! * A field is `accepted` only when its probability of being right is at least
+//!   [`DecideConfig::accept_threshold`], its page aligned well, every box was on the photo, and no
+//!   channel or rule disagrees with it. Everything else is `flagged` with reasons.
+
+use crate::recognize::{Label, Prediction};
+use crate::template::{FieldKind, Rule, RuleKind, RuleOutcome, Template};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Tunable decision parameters (see `rekap eval --tune`). Defaults are conservative.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecideConfig {
+    /// Minimum probability that a field's value is right for it to be accepted.
+    pub accept_threshold: f64,
+    /// Prior probability that one hard rule is broken on paper by the officer. Used when rules
+    /// help choose among a field's alternative readings.
+    pub officer_error_prior: f64,
+    /// Probability that a clearly filled bubble column states the digit written in its box.
+    pub bubble_reliability: f64,
+    /// Alternatives kept per field (most probable first).
+    pub max_alternatives: usize,
+    /// Largest number of joint assignments enumerated when rules resolve uncertain fields.
+    pub max_joint_assignments: usize,
+}
+
+impl Default for DecideConfig {
+    fn default() -> Self {
+        DecideConfig {
+            accept_threshold: 0.995,
+            officer_error_prior: 0.01,
+            bubble_reliability: 0.95,
+            max_alternatives: 6,
+            max_joint_assignments: 50_000,
+        }
+    }
+}
+
+/// Alternatives whose probability is below this are not worth carrying.
+const MIN_ALTERNATIVE_PROB: f64 = 1e-4;
+
+/// One OMR bubble column (one digit position of a `votes.N` field).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BubbleColumn {
+    /// Fill ratio of each bubble 0..9 (share of the bubble's inside that is inked).
+    pub fill: Vec<f64>,
+    pub state: BubbleState,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "state", content = "digit", rename_all = "snake_case")]
+pub enum BubbleState {
+    /// No bubble filled.
+    Empty,
+    /// Exactly one bubble clearly filled and no other in doubt.
+    One(u8),
+    /// Several filled, or some in doubt.
+    Ambiguous,
+}
+
+/// Count range implied by a tally grid: marked cells hold 1..=5 strokes each.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TallyRange {
+    pub cells_marked: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+/// Everything read for one numeric field.
+#[derive(Debug, Clone)]
+pub struct FieldEvidence {
+    pub id: String,
+    pub boxes: Vec<Prediction>,
+    pub bubbles: Option<Vec<BubbleColumn>>,
+    pub tally: Option<TallyRange>,
+    /// The page's alignment was good.
+    pub page_good: bool,
+    /// Some box was (partly) outside the photo.
+    pub off_photo: bool,
+    pub source: Option<FieldSource>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldStatus {
+    Accepted,
+    Flagged,
+    /// The page was not found, or every box is blank.
+    Missing,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BoxReport {
+    pub label: Label,
+    pub confidence: f32,
+    pub top: Vec<(Label, f32)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Channels {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bubbles: Option<Vec<BubbleColumn>>,
+    /// Number stated by the bubbles (None when some column is empty or ambiguous).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bubbles_value: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tally: Option<TallyRange>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Alternative {
+    pub value: Option<i64>,
+    pub probability: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FieldReport {
+    pub value: Option<i64>,
+    pub status: FieldStatus,
+    /// Probability that `value` is what is written.
+    pub confidence: f64,
+    pub boxes: Vec<BoxReport>,
+    pub channels: Channels,
+    pub alternatives: Vec<Alternative>,
+    /// Hard rules that selected this value among the model's alternatives.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolved_by: Vec<String>,
+    /// Codes of the flags that concern this field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// Where the number was read: photo, page, box corners in photo pixels, crop file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<FieldSource>,
+}
+
+/// Provenance of a field's reading.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FieldSource {
+    pub file: String,
+    pub sha256: String,
+    pub page: u32,
+    /// Each box's corners in photo pixels: top-left, top-right, bottom-right, bottom-left.
+    pub boxes_px: Vec<[[f64; 2]; 4]>,
+    /// Snap offset applied to the template boxes, mm.
+    pub snap_mm: [f64; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    Violated,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckReport {
+    pub rule: String,
+    pub kind: RuleKind,
+    pub status: CheckStatus,
+    pub check: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lhs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rhs: Option<f64>,
+    /// The fields the rule reads, with the values used.
+    pub values: BTreeMap<String, Option<i64>>,
+}
+
+/// A reason for review, with a machine code and a human message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Flag {
+    pub code: FlagCode,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagCode {
+    LowConfidence,
+    ChannelDisagreement,
+    RuleViolated,
+    OutOfRange,
+    InvalidPattern,
+    BlankField,
+    AlignmentPoor,
+    OffPhoto,
+    PageMissing,
+    PageDuplicate,
+    NotAForm,
+    UnreadableFile,
+}
+
+impl FlagCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagCode::LowConfidence => "low_confidence",
+            FlagCode::ChannelDisagreement => "channel_disagreement",
+            FlagCode::RuleViolated => "rule_violated",
+            FlagCode::OutOfRange => "out_of_range",
+            FlagCode::InvalidPattern => "invalid_pattern",
+            FlagCode::BlankField => "blank_field",
+            FlagCode::AlignmentPoor => "alignment_poor",
+            FlagCode::OffPhoto => "off_photo",
+            FlagCode::PageMissing => "page_missing",
+            FlagCode::PageDuplicate => "page_duplicate",
+            FlagCode::NotAForm => "not_a_form",
+            FlagCode::UnreadableFile => "unreadable_file",
+        }
+    }
+}
+
+/// A candidate reading of one field.
+#[derive(Debug, Clone, PartialEq)]
+struct Candidate {
+    value: Option<i64>,
+    prob: f64,
+    labels: Vec<Label>,
+}
+
+/// Is a box label sequence a well-formed number? X/blank only before the first digit.
+fn parse_labels(labels: &[Label]) -> Option<Option<i64>> {
+    let mut value: Option<i64> = None;
+    for l in labels {
+        match (l, value) {
+            (Label::Digit(d), v) => value = Some(v.unwrap_or(0) * 10 + i64::from(*d)),
+            (Label::X | Label::Blank, None) => {}
+            (Label::X | Label::Blank, Some(_)) => return None,
+        }
+    }
+    Some(value)
+}
+
+/// Likelihood factor of a box label given its bubble column.
+fn bubble_factor(label: Label, col: &BubbleColumn, reliability: f64) -> f64 {
+    let miss = (1.0 - reliability) / 11.0;
+    match col.state {
+        BubbleState::One(d) => match label {
+            Label::Digit(x) if x == d => reliability,
+            // Officers may fill bubble 0 (or nothing) for an unused leading position.
+            Label::X | Label::Blank if d == 0 => reliability,
+            _ => miss,
+        },
+        BubbleState::Empty => match label {
+            Label::X | Label::Blank => reliability,
+            // An empty column is weak evidence: officers skip bubbles often.
+            _ => 0.5,
+        },
+        BubbleState::Ambiguous => 1.0,
+    }
+}
+
+/// Per-box probabilities over the top-k labels (optionally reweighted by bubbles), then the
+/// most probable well-formed readings of the whole field.
+fn candidates(ev: &FieldEvidence, cfg: &DecideConfig, use_bubbles: bool) -> Vec<Candidate> {
+    let per_box: Vec<Vec<(Label, f64)>> = ev
+        .boxes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut opts: Vec<(Label, f64)> =
+                p.top.iter().map(|(l, pr)| (*l, f64::from(*pr))).collect();
+            if use_bubbles && let Some(col) = ev.bubbles.as_ref().and_then(|b| b.get(i)) {
+                // Posterior over the top-k only; mass outside top-k stays as "unexplained"
+                // by scaling with the original total.
+                let total: f64 = opts.iter().map(|o| o.1).sum();
+                let weighted: Vec<f64> = opts
+                    .iter()
+                    .map(|(l, pr)| pr * bubble_factor(*l, col, cfg.bubble_reliability))
+                    .collect();
+                let wsum: f64 = weighted.iter().sum();
+                let rest = (1.0 - total).max(0.0) * (1.0 - cfg.bubble_reliability);
+                let norm = wsum + rest;
+                if norm > 0.0 {
+                    for (o, w) in opts.iter_mut().zip(weighted) {
+                        o.1 = w / norm;
+                    }
+                }
+            }
+            opts
+        })
+        .collect();
+    let mut out: Vec<Candidate> = vec![Candidate {
+        value: None,
+        prob: 1.0,
+        labels: Vec::new(),
+    }];
+    for opts in &per_box {
+        let mut next = Vec::with_capacity(out.len() * opts.len());
+        for c in &out {
+            for (l, p) in opts {
+                let mut labels = c.labels.clone();
+                labels.push(*l);
+                next.push(Candidate {
+                    value: None,
+                    prob: c.prob * p,
+                    labels,
+                });
+            }
+        }
+        next.sort_by(|a, b| b.prob.total_cmp(&a.prob));
+        // Keep the search bounded: products of top-3 over <= 4 boxes stay small anyway.
+        next.truncate(64);
+        out = next;
+    }
+    let mut merged: Vec<Candidate> = Vec::new();
+    for mut c in out {
+        let Some(v) = parse_labels(&c.labels) else {
+            continue;
+        };
+        c.value = v;
+        if let Some(m) = merged.iter_mut().find(|m| m.value == c.value) {
+            m.prob += c.prob;
+        } else {
+            merged.push(c);
+        }
+    }
+    merged.sort_by(|a, b| b.prob.total_cmp(&a.prob));
+    merged.retain(|c| c.prob >= MIN_ALTERNATIVE_PROB);
+    merged.truncate(cfg.max_alternatives);
+    merged
+}
+
+fn bubbles_value(cols: &[BubbleColumn]) -> Option<i64> {
+    let mut v = 0i64;
+    for c in cols {
+        match c.state {
+            BubbleState::One(d) => v = v * 10 + i64::from(d),
+            _ => return None,
+        }
+    }
+    Some(v)
+}
+
+/// Decision for a whole submission.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub fields: BTreeMap<String, FieldReport>,
+    pub checks: Vec<CheckReport>,
+    pub flags: Vec<Flag>,
+}
+
+/// Decide every numeric field of `template`. `evidence` holds the fields that were read;
+/// fields of pages that were not found are absent and reported `missing`.
+pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfig) -> Decision {
+    let rules = template.rules();
+    let by_id: HashMap<&str, &FieldEvidence> =
+        evidence.iter().map(|e| (e.id.as_str(), e)).collect();
+    let mut flags: Vec<Flag> = Vec::new();
+    let mut fields: BTreeMap<String, FieldReport> = BTreeMap::new();
+    let mut cands: HashMap<String, Vec<Candidate>> = HashMap::new();
+
+    for f in template.numeric_fields() {
+        let Some(ev) = by_id.get(f.id.as_str()) else {
+            fields.insert(
+                f.id.clone(),
+                FieldReport {
+                    value: None,
+                    status: FieldStatus::Missing,
+                    confidence: 0.0,
+                    boxes: Vec::new(),
+                    channels: Channels::default(),
+                    alternatives: Vec::new(),
+                    resolved_by: Vec::new(),
+                    flags: vec![FlagCode::PageMissing.as_str().into()],
+                    source: None,
+                },
+            );
+            continue;
+        };
+        let cs = candidates(ev, cfg, true);
+        let box_only = candidates(ev, cfg, false);
+        let mut report = FieldReport {
+            value: cs.first().and_then(|c| c.value),
+            status: FieldStatus::Flagged,
+            confidence: cs.first().map(|c| c.prob).unwrap_or(0.0),
+            boxes: ev
+                .boxes
+                .iter()
+                .map(|p| BoxReport {
+                    label: p.label,
+                    confidence: p.confidence,
+                    top: p.top.to_vec(),
+                })
+                .collect(),
+            channels: Channels {
+                bubbles_value: ev.bubbles.as_deref().and_then(bubbles_value),
+                bubbles: ev.bubbles.clone(),
+                tally: ev.tally,
+            },
+            alternatives: cs
+                .iter()
+                .map(|c| Alternative {
+                    value: c.value,
+                    probability: c.prob,
+                })
+                .collect(),
+            resolved_by: Vec::new(),
+            flags: Vec::new(),
+            source: ev.source.clone(),
+        };
+        let mut field_flag = |report: &mut FieldReport, code: FlagCode, message: String| {
+            report.flags.push(code.as_str().into());
+            flags.push(Flag {
+                code,
+                message,
+                field: Some(f.id.clone()),
+                rule: None,
+                page: Some(f.page),
+                file: None,
+            });
+        };
+        if cs.is_empty() {
+            field_flag(
+                &mut report,
+                FlagCode::InvalidPattern,
+                format!("{}: the boxes do not read as a number (X or blank after a digit)", f.id),
+            );
+        }
+        // Channel: bubbles vs boxes (box-only reading, so the bubbles cannot vote for themselves).
+        if let (Some(bv), Some(top)) = (report.channels.bubbles_value, box_only.first())
+            && top.value.unwrap_or(0) != bv
+        {
+            field_flag(
+                &mut report,
+                FlagCode::ChannelDisagreement,
+                format!(
+                    "{}: boxes read {} but the bubbles are filled for {bv}",
+                    f.id,
+                    top.value.map_or("nothing".to_string(), |v| v.to_string())
+                ),
+            );
+        }
+        if let (Some(t), Some(v)) = (ev.tally, report.value)
+            && (v < i64::from(t.min) || v > i64::from(t.max))
+        {
+            field_flag(
+                &mut report,
+                FlagCode::ChannelDisagreement,
+                format!(
+                    "{}: value {v} is outside the tally grid's range {}..={} ({} cells marked)",
+                    f.id, t.min, t.max, t.cells_marked
+                ),
+            );
+        }
+        if !ev.page_good {
+            field_flag(
+                &mut report,
+                FlagCode::AlignmentPoor,
+                format!("{}: the page could not be aligned precisely", f.id),
+            );
+        }
+        if ev.off_photo {
+            field_flag(
+                &mut report,
+                FlagCode::OffPhoto,
+                format!("{}: part of the boxes is outside the photo", f.id),
+            );
+        }
+        cands.insert(f.id.clone(), cs);
+        fields.insert(f.id.clone(), report);
+    }
+
+    resolve_with_rules(&rules, &mut fields, &cands, cfg);
+
+    // Accept or flag each field on its own evidence.
+    for f in template.numeric_fields() {
+        let Some(r) = fields.get_mut(&f.id) else {
+            continue;
+        };
+        if r.status == FieldStatus::Missing {
+            continue;
+        }
+        if r.value.is_none() && !r.alternatives.is_empty() {
+            r.status = FieldStatus::Missing;
+            r.flags.push(FlagCode::BlankField.as_str().into());
+            flags.push(Flag {
+                code: FlagCode::BlankField,
+                message: format!("{}: every box is blank or X", f.id),
+                field: Some(f.id.clone()),
+                rule: None,
+                page: Some(f.page),
+                file: None,
+            });
+            continue;
+        }
+        if r.confidence < cfg.accept_threshold && r.flags.is_empty() {
+            r.flags.push(FlagCode::LowConfidence.as_str().into());
+            flags.push(Flag {
+                code: FlagCode::LowConfidence,
+                message: format!(
+                    "{}: read as {} with probability {:.3} (needs {:.3})",
+                    f.id,
+                    r.value.map_or("nothing".into(), |v| v.to_string()),
+                    r.confidence,
+                    cfg.accept_threshold
+                ),
+                field: Some(f.id.clone()),
+                rule: None,
+                page: Some(f.page),
+                file: None,
+            });
+        }
+    }
+
+    // Checks on the final values; violations flag every field they read.
+    let value_of = |id: &str| fields.get(id).and_then(|r| r.value);
+    let mut checks = Vec::new();
+    let mut rule_flags: Vec<(Vec<String>, Flag)> = Vec::new();
+    for rule in &rules {
+        let outcome = rule.evaluate(&value_of);
+        let values: BTreeMap<String, Option<i64>> =
+            rule.fields.iter().map(|f| (f.clone(), value_of(f))).collect();
+        let (status, lhs, rhs) = match &outcome {
+            RuleOutcome::Ok => (CheckStatus::Ok, None, None),
+            RuleOutcome::Violated { lhs, rhs } => (CheckStatus::Violated, Some(*lhs), Some(*rhs)),
+            RuleOutcome::Unknown { .. } => (CheckStatus::Unknown, None, None),
+        };
+        if status == CheckStatus::Violated {
+            let code = if rule.id.starts_with("count_max") {
+                FlagCode::OutOfRange
+            } else {
+                FlagCode::RuleViolated
+            };
+            rule_flags.push((
+                rule.fields.clone(),
+                Flag {
+                    code,
+                    message: format!(
+                        "{} ({}): {} — {}",
+                        rule.id,
+                        match rule.kind {
+                            RuleKind::Hard => "hard",
+                            RuleKind::Soft => "soft",
+                        },
+                        rule.check_text(),
+                        rule.message_en
+                    ),
+                    field: None,
+                    rule: Some(rule.id.clone()),
+                    page: None,
+                    file: None,
+                },
+            ));
+        }
+        checks.push(CheckReport {
+            rule: rule.id.clone(),
+            kind: rule.kind,
+            status,
+            check: rule.check_text(),
+            lhs,
+            rhs,
+            values,
+        });
+    }
+    for (fs, flag) in rule_flags {
+        for fid in &fs {
+            if let Some(r) = fields.get_mut(fid) {
+                let code = flag.code.as_str().to_string();
+                if !r.flags.contains(&code) {
+                    r.flags.push(code);
+                }
+            }
+        }
+        flags.push(flag);
+    }
+    for r in fields.values_mut() {
+        if r.status != FieldStatus::Missing {
+            r.status = if r.flags.is_empty() && r.confidence >= cfg.accept_threshold {
+                FieldStatus::Accepted
+            } else {
+                FieldStatus::Flagged
+            };
+        }
+    }
+    Decision {
+        fields,
+        checks,
+        flags,
+    }
+}
+
+/// Let hard rules choose among the alternatives of uncertain fields.
+///
+/// Confident fields (top probability >= threshold) are fixed. For the uncertain fields that
+/// share a hard rule with others, all joint assignments of their alternatives are scored by
+/// `prod P(alternative) * prod_rules (1 - e if the rule holds (or cannot be decided) else e)`
+/// with `e` the officer-error prior, plus, per field, an "unlisted" alternative carrying the
+/// probability mass the model gave to readings outside the list (which never violates a rule,
+/// so rules cannot create false certainty). A field's new confidence is the posterior of its
+/// best value; its value changes only to a listed alternative of the model.
+fn resolve_with_rules(
+    rules: &[Rule],
+    fields: &mut BTreeMap<String, FieldReport>,
+    cands: &HashMap<String, Vec<Candidate>>,
+    cfg: &DecideConfig,
+) {
+    let hard: Vec<&Rule> = rules.iter().filter(|r| r.kind == RuleKind::Hard).collect();
+    let uncertain: Vec<String> = fields
+        .iter()
+        .filter(|(id, r)| {
+            r.status != FieldStatus::Missing
+                && r.confidence < cfg.accept_threshold
+                && cands.get(*id).is_some_and(|c| !c.is_empty())
+                && hard.iter().any(|rule| rule.fields.iter().any(|f| f == *id))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    if uncertain.is_empty() {
+        return;
+    }
+    // Options per uncertain field: listed alternatives + the unlisted remainder (None value
+    // marker `Unlisted`).
+    let options: Vec<Vec<(Option<Option<i64>>, f64)>> = uncertain
+        .iter()
+        .map(|id| {
+            let cs = cands.get(id).map(|v| v.as_slice()).unwrap_or(&[]);
+            let listed: f64 = cs.iter().map(|c| c.prob).sum();
+            let mut o: Vec<(Option<Option<i64>>, f64)> =
+                cs.iter().map(|c| (Some(c.value), c.prob)).collect();
+            o.push((None, (1.0 - listed).max(0.0)));
+            o
+        })
+        .collect();
+    let total: usize = options
+        .iter()
+        .try_fold(1usize, |acc, o| acc.checked_mul(o.len()))
+        .unwrap_or(usize::MAX);
+    if total > cfg.max_joint_assignments {
+        return;
+    }
+    let fixed: HashMap<String, Option<i64>> = fields
+        .iter()
+        .filter(|(id, _)| !uncertain.contains(id))
+        .map(|(id, r)| (id.clone(), r.value))
+        .collect();
+    let relevant: Vec<&Rule> = hard
+        .iter()
+        .copied()
+        .filter(|r| r.fields.iter().any(|f| uncertain.contains(f)))
+        .collect();
+    let e = cfg.officer_error_prior;
+    // posterior[field][option index]
+    let mut post: Vec<Vec<f64>> = options.iter().map(|o| vec![0.0; o.len()]).collect();
+    let mut idx = vec![0usize; options.len()];
+    let mut z = 0.0;
+    loop {
+        let mut p = 1.0;
+        let mut assign: HashMap<&str, Option<Option<i64>>> = HashMap::new();
+        for (k, id) in uncertain.iter().enumerate() {
+            let (v, pr) = options[k][idx[k]];
+            p *= pr;
+            assign.insert(id.as_str(), v);
+        }
+        if p > 0.0 {
+            let mut unlisted_in = false;
+            let value = |id: &str| -> Option<i64> {
+                match assign.get(id) {
+                    Some(Some(v)) => *v,
+                    Some(None) => None,
+                    None => fixed.get(id).copied().flatten(),
+                }
+            };
+            for r in &relevant {
+                if r.fields.iter().any(|f| matches!(assign.get(f.as_str()), Some(None))) {
+                    unlisted_in = true;
+                    continue;
+                }
+                p *= match r.evaluate(&value) {
+                    RuleOutcome::Violated { .. } => e,
+                    _ => 1.0 - e,
+                };
+            }
+            let _ = unlisted_in;
+            z += p;
+            for (k, i) in idx.iter().enumerate() {
+                post[k][*i] += p;
+            }
+        }
+        // Next assignment (odometer).
+        let mut k = 0;
+        loop {
+            if k == idx.len() {
+                break;
+            }
+            idx[k] += 1;
+            if idx[k] < options[k].len() {
+                break;
+            }
+            idx[k] = 0;
+            k += 1;
+        }
+        if k == idx.len() {
+            break;
+        }
+    }
+    if z <= 0.0 {
+        return;
+    }
+    for (k, id) in uncertain.iter().enumerate() {
+        let Some(r) = fields.get_mut(id) else {
+            continue;
+        };
+        let (best_i, best_p) = post[k]
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, p)| (i, *p / z))
+            .unwrap_or((0, 0.0));
+        let Some(value) = options[k][best_i].0 else {
+            // The unlisted remainder is most probable: nothing to choose.
+            r.confidence = r.confidence.min(best_p);
+            continue;
+        };
+        if value != r.value {
+            r.value = value;
+        }
+        r.confidence = best_p;
+        r.resolved_by = relevant
+            .iter()
+            .filter(|rule| rule.fields.iter().any(|f| f == id))
+            .map(|rule| rule.id.clone())
+            .collect();
+        r.alternatives = options[k]
+            .iter()
+            .zip(&post[k])
+            .filter_map(|((v, _), p)| {
+                v.map(|v| Alternative {
+                    value: v,
+                    probability: p / z,
+                })
+            })
+            .collect();
+        r.alternatives
+            .sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    }
+}
+
+/// Field kinds that are numbers read from boxes.
+pub fn is_numeric(kind: FieldKind) -> bool {
+    matches!(kind, FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date)
+}

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod decide;
 pub mod eval;
 pub mod load;
+pub mod pipeline;
 pub mod recognize;
 pub mod segment;
 pub mod serve;

@@ -1,4 +1,230 @@
-//! Stage `segment`: cut every box from the photo through the page homography, remove printed
-//! lines and guides, and normalise digits for the model.
+//! Stage `segment`: cut every box from the photo through the page homography (never warping the
+//! whole page), turn it into an ink map for the digit model, and measure bubbles and tally cells.
 
 pub mod normalize;
+
+use crate::align::Homography;
+use crate::align::sample::bilinear;
+use crate::decide::{BubbleColumn, BubbleState, TallyRange};
+use crate::template::{Field, RectMm};
+use image::{GrayImage, Luma};
+use normalize::{InkMap, ink_map_from_gray};
+
+/// Box crops are resampled at this many pixels per mm (a 17 mm box becomes ~50 px, the size the
+/// model's training crops have; phone photos of the whole page rarely hold more than 4 px/mm).
+pub const SAMPLE_PX_PER_MM: f64 = 3.0;
+/// The crop stops this far inside the box's inner edge so that the printed line (already
+/// snapped to within ~0.2 mm) stays out.
+pub const BOX_MARGIN_MM: f64 = 0.45;
+/// Grey value used for samples outside the photo (counted separately as off-photo).
+const OFF_PHOTO_FILL: u8 = 255;
+/// Supersampling per axis when the photo has more pixels per mm than the crop.
+const SUPERSAMPLE_ABOVE_RATIO: f64 = 1.3;
+
+/// One digit box, cut and cleaned.
+#[derive(Debug, Clone)]
+pub struct BoxCrop {
+    pub gray: GrayImage,
+    pub ink: InkMap,
+    /// Share of the crop's samples that fell outside the photo.
+    pub off_photo: f64,
+    /// The crop's corners in photo pixels (top-left, top-right, bottom-right, bottom-left).
+    pub quad_px: [[f64; 2]; 4],
+}
+
+/// Resample template rectangle `rect` (mm) from the photo at `px_per_mm`.
+/// Returns the crop and the share of samples outside the photo.
+pub fn sample_rect(gray: &GrayImage, h: &Homography, rect: &RectMm, px_per_mm: f64) -> (GrayImage, f64) {
+    let w = ((rect[2] * px_per_mm).round() as u32).max(1);
+    let hh = ((rect[3] * px_per_mm).round() as u32).max(1);
+    let centre = [rect[0] + rect[2] / 2.0, rect[1] + rect[3] / 2.0];
+    let ratio = h.local_scale(centre) / px_per_mm;
+    let ss: u32 = if ratio > SUPERSAMPLE_ABOVE_RATIO {
+        (ratio.ceil() as u32).min(3)
+    } else {
+        1
+    };
+    let mut off = 0usize;
+    let step = 1.0 / px_per_mm;
+    let sub = step / ss as f64;
+    let img = GrayImage::from_fn(w, hh, |x, y| {
+        let mut acc = 0.0;
+        let mut n = 0.0;
+        for sy in 0..ss {
+            for sx in 0..ss {
+                let mx = rect[0] + x as f64 * step + (sx as f64 + 0.5) * sub;
+                let my = rect[1] + y as f64 * step + (sy as f64 + 0.5) * sub;
+                if let Some(v) = h.apply([mx, my]).and_then(|p| bilinear(gray, p[0], p[1])) {
+                    acc += v;
+                    n += 1.0;
+                }
+            }
+        }
+        if n == 0.0 {
+            off += 1;
+            Luma([OFF_PHOTO_FILL])
+        } else {
+            Luma([(acc / n).round().clamp(0.0, 255.0) as u8])
+        }
+    });
+    let share = off as f64 / (w as f64 * hh as f64);
+    (img, share)
+}
+
+/// Cut every digit box of `field`, shifted by the snap offset `(dx, dy)` mm.
+pub fn cut_boxes(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> Vec<BoxCrop> {
+    field
+        .boxes
+        .iter()
+        .map(|b| {
+            let r = [
+                b[0] + dx + BOX_MARGIN_MM,
+                b[1] + dy + BOX_MARGIN_MM,
+                b[2] - 2.0 * BOX_MARGIN_MM,
+                b[3] - 2.0 * BOX_MARGIN_MM,
+            ];
+            let (crop, off) = sample_rect(gray, h, &r, SAMPLE_PX_PER_MM);
+            let ink = ink_map_from_gray(&crop);
+            let corners = [
+                [r[0], r[1]],
+                [r[0] + r[2], r[1]],
+                [r[0] + r[2], r[1] + r[3]],
+                [r[0], r[1] + r[3]],
+            ];
+            let quad_px = corners.map(|c| h.apply(c).unwrap_or([f64::NAN, f64::NAN]));
+            BoxCrop {
+                gray: crop,
+                ink,
+                off_photo: off,
+                quad_px,
+            }
+        })
+        .collect()
+}
+
+/// Inside of a bubble sampled for fill, as a share of its outline radius (keeps clear of the
+/// printed ring).
+const BUBBLE_INNER_FRACTION: f64 = 0.72;
+/// Paper reference ring around a bubble, as multiples of its radius.
+const BUBBLE_PAPER_RING: (f64, f64) = (1.12, 1.25);
+/// A sample is inked when darker than paper by this share of the paper level.
+const BUBBLE_DARK_SHARE: f64 = 0.35;
+/// A bubble is filled above this inked share of its inside; empty below `BUBBLE_EMPTY`; in
+/// between it is in doubt. An empty bubble's printed digit inks ~10-20 % of its inside.
+pub const BUBBLE_FILLED: f64 = 0.55;
+pub const BUBBLE_EMPTY: f64 = 0.35;
+/// Sampling step inside bubbles, mm.
+const BUBBLE_STEP_MM: f64 = 0.35;
+
+/// Measure every bubble column of a `bubbles` field.
+pub fn read_bubbles(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> Vec<BubbleColumn> {
+    let r = field.radius_mm.unwrap_or(4.0);
+    field
+        .columns
+        .iter()
+        .map(|col| {
+            let fill: Vec<f64> = col
+                .iter()
+                .map(|c| bubble_fill(gray, h, [c[0] + dx, c[1] + dy], r))
+                .collect();
+            let filled: Vec<usize> = (0..fill.len()).filter(|&i| fill[i] >= BUBBLE_FILLED).collect();
+            let doubtful = fill
+                .iter()
+                .filter(|f| **f > BUBBLE_EMPTY && **f < BUBBLE_FILLED)
+                .count();
+            let state = match (filled.as_slice(), doubtful) {
+                ([], 0) => BubbleState::Empty,
+                ([d], 0) => BubbleState::One(*d as u8),
+                _ => BubbleState::Ambiguous,
+            };
+            BubbleColumn { fill, state }
+        })
+        .collect()
+}
+
+fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
+    let sample = |x: f64, y: f64| h.apply([x, y]).and_then(|p| bilinear(gray, p[0], p[1]));
+    // Paper level: brightest half of the ring samples (neighbouring ink may touch the ring).
+    let mut ring = Vec::new();
+    for k in 0..24 {
+        let a = k as f64 * std::f64::consts::TAU / 24.0;
+        for rr in [BUBBLE_PAPER_RING.0, BUBBLE_PAPER_RING.1] {
+            if let Some(v) = sample(c[0] + rr * r * a.cos(), c[1] + rr * r * a.sin()) {
+                ring.push(v);
+            }
+        }
+    }
+    if ring.is_empty() {
+        return 0.0;
+    }
+    ring.sort_by(|a, b| b.total_cmp(a));
+    let paper = ring[ring.len() / 4];
+    let thr = paper * (1.0 - BUBBLE_DARK_SHARE);
+    let ri = r * BUBBLE_INNER_FRACTION;
+    let n = (ri / BUBBLE_STEP_MM).ceil() as i32;
+    let (mut inked, mut total) = (0usize, 0usize);
+    for iy in -n..=n {
+        for ix in -n..=n {
+            let (x, y) = (ix as f64 * BUBBLE_STEP_MM, iy as f64 * BUBBLE_STEP_MM);
+            if x * x + y * y > ri * ri {
+                continue;
+            }
+            if let Some(v) = sample(c[0] + x, c[1] + y) {
+                total += 1;
+                if v < thr {
+                    inked += 1;
+                }
+            }
+        }
+    }
+    if total == 0 { 0.0 } else { inked as f64 / total as f64 }
+}
+
+/// A tally cell holds strokes when this share of its inside is inked.
+const TALLY_CELL_INKED: f64 = 0.02;
+/// Inside of a tally cell sampled, as a share of its size (keeps clear of the grid lines).
+const TALLY_INNER: f64 = 0.8;
+const TALLY_STEP_MM: f64 = 0.5;
+/// Each cell of the grid holds one group of at most five strokes.
+pub const STROKES_PER_CELL: u32 = 5;
+
+/// Count the marked cells of a `tally_grid` field and the vote range that implies.
+pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> TallyRange {
+    let xs = &field.col_edges_mm;
+    let ys = &field.row_edges_mm;
+    let sample = |x: f64, y: f64| h.apply([x + dx, y + dy]).and_then(|p| bilinear(gray, p[0], p[1]));
+    let mut marked = 0u32;
+    for r in 0..ys.len().saturating_sub(1) {
+        for c in 0..xs.len().saturating_sub(1) {
+            let (x0, x1, y0, y1) = (xs[c], xs[c + 1], ys[r], ys[r + 1]);
+            let (mx, my) = ((x1 - x0) * (1.0 - TALLY_INNER) / 2.0, (y1 - y0) * (1.0 - TALLY_INNER) / 2.0);
+            let mut vals = Vec::new();
+            let mut y = y0 + my;
+            while y <= y1 - my {
+                let mut x = x0 + mx;
+                while x <= x1 - mx {
+                    if let Some(v) = sample(x, y) {
+                        vals.push(v);
+                    }
+                    x += TALLY_STEP_MM;
+                }
+                y += TALLY_STEP_MM;
+            }
+            if vals.is_empty() {
+                continue;
+            }
+            vals.sort_by(|a, b| b.total_cmp(a));
+            let paper = vals[vals.len() / 5];
+            let thr = paper * (1.0 - BUBBLE_DARK_SHARE);
+            let inked = vals.iter().filter(|v| **v < thr).count() as f64 / vals.len() as f64;
+            if inked >= TALLY_CELL_INKED {
+                marked += 1;
+            }
+        }
+    }
+    TallyRange {
+        cells_marked: marked,
+        min: marked,
+        max: marked * STROKES_PER_CELL,
+    }
+}

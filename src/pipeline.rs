@@ -1,0 +1,474 @@
+//! The reading pipeline: photos of one polling station (a submission) in, one
+//! [`SubmissionReport`] out. Stages: [`crate::load`] -> [`crate::align`] -> [`crate::segment`]
+//! -> [`crate::recognize`] -> [`crate::decide`].
+
+use crate::align::{self, Alignment, Homography, snap};
+use crate::decide::{
+    self, DecideConfig, FieldEvidence, FieldReport, FieldSource, Flag, FlagCode, CheckReport,
+};
+use crate::load;
+use crate::recognize::{Model, ModelPool, Prediction};
+use crate::segment::{self, normalize};
+use crate::template::{FieldKind, Template};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Results format version.
+pub const RESULTS_SCHEMA: &str = "rekap-results/1";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionStatus {
+    Accepted,
+    NeedsReview,
+    Failed,
+}
+
+/// One input photo and what became of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageReport {
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Page number from the tag; null when the photo could not be identified.
+    pub page: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<Alignment>,
+    /// Set when this photo's reading was not used (duplicate page).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
+/// Milliseconds spent per stage (summed over the submission's pages).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    pub decode_ms: f64,
+    pub align_ms: f64,
+    pub segment_ms: f64,
+    pub recognize_ms: f64,
+    pub decide_ms: f64,
+}
+
+/// The result for one submission (one line of the results JSONL).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmissionReport {
+    pub schema: String,
+    pub submission: String,
+    pub status: SubmissionStatus,
+    pub template: String,
+    pub model: String,
+    pub pages: Vec<PageReport>,
+    pub fields: BTreeMap<String, FieldReport>,
+    pub checks: Vec<CheckReport>,
+    pub flags: Vec<Flag>,
+    pub timings: Timings,
+}
+
+/// Everything read from one photo before recognition is merged.
+struct PageRead {
+    report: PageReport,
+    evidence: Vec<FieldEvidence>,
+    timings: Timings,
+}
+
+/// Where `--crops` writes field crops, and at what resolution.
+pub const CROP_PX_PER_MM: f64 = 4.0;
+/// Margin around a field's boxes in its crop, mm.
+const CROP_MARGIN_MM: f64 = 2.0;
+
+pub struct Pipeline<M: Model> {
+    pub template: Template,
+    pub config: DecideConfig,
+    pub pool: ModelPool<M>,
+    pub model_name: String,
+    /// Write each field's crop under this directory (`<dir>/<submission>/<field>.png`).
+    pub crops_dir: Option<PathBuf>,
+}
+
+impl<M: Model> Pipeline<M> {
+    /// Read one submission made of `files` (page photos in any order).
+    pub fn process_submission(&self, name: &str, files: &[PathBuf]) -> SubmissionReport {
+        let reads: Vec<PageRead> = files
+            .par_iter()
+            .map(|f| self.read_page(name, f))
+            .collect();
+        self.assemble(name, reads)
+    }
+
+    fn read_page(&self, submission: &str, file: &Path) -> PageRead {
+        let mut timings = Timings::default();
+        let fname = file.display().to_string();
+        let mut report = PageReport {
+            file: fname.clone(),
+            sha256: None,
+            page: None,
+            alignment: None,
+            superseded: false,
+            error: None,
+            width: None,
+            height: None,
+        };
+        let t0 = Instant::now();
+        let photo = match load::load_photo(file) {
+            Ok(p) => p,
+            Err(e) => {
+                report.error = Some(e.to_string());
+                return PageRead {
+                    report,
+                    evidence: Vec::new(),
+                    timings,
+                };
+            }
+        };
+        timings.decode_ms = ms(t0);
+        report.sha256 = Some(photo.sha256.clone());
+        report.width = Some(photo.gray.width());
+        report.height = Some(photo.gray.height());
+        let t1 = Instant::now();
+        let al = match align::align_page(&photo.gray, &self.template) {
+            Ok(a) => a,
+            Err(e) => {
+                timings.align_ms = ms(t1);
+                report.error = Some(e.to_string());
+                return PageRead {
+                    report,
+                    evidence: Vec::new(),
+                    timings,
+                };
+            }
+        };
+        timings.align_ms = ms(t1);
+        report.page = Some(al.page);
+        let Some(h) = al.h() else {
+            report.error = Some("alignment produced a singular homography".into());
+            return PageRead {
+                report,
+                evidence: Vec::new(),
+                timings,
+            };
+        };
+        let t2 = Instant::now();
+        let gray = &photo.gray;
+        let page_fields: Vec<_> = self.template.fields_on_page(al.page).collect();
+        // Snap every field with boxes; channels without boxes borrow the offset of the field
+        // they back up (bubbles sit right under their digit boxes).
+        let mut offsets: HashMap<&str, snap::Snap> = HashMap::new();
+        for f in &page_fields {
+            if !f.boxes.is_empty() {
+                let s = snap::snap_boxes(gray, &h, &f.boxes, f.line_mm.unwrap_or(0.5));
+                offsets.insert(f.id.as_str(), s);
+            }
+        }
+        let offset_of = |id: &str| offsets.get(id).copied().unwrap_or_default();
+        let mut tensors: Vec<normalize::DigitTensor> = Vec::new();
+        let mut pending: Vec<(String, usize, usize, bool, FieldSource)> = Vec::new();
+        let mut bubbles: HashMap<String, Vec<decide::BubbleColumn>> = HashMap::new();
+        let mut tallies: HashMap<String, decide::TallyRange> = HashMap::new();
+        for f in &page_fields {
+            match f.kind {
+                FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date => {
+                    let s = offset_of(&f.id);
+                    let crops = segment::cut_boxes(gray, &h, f, s.dx_mm, s.dy_mm);
+                    let start = tensors.len();
+                    let off = crops.iter().any(|c| c.off_photo > 0.0);
+                    for c in &crops {
+                        tensors.push(normalize::normalize(&c.ink));
+                    }
+                    let crop_path = self.write_crop(submission, &f.id, gray, &h, &f.boxes, s);
+                    pending.push((
+                        f.id.clone(),
+                        start,
+                        crops.len(),
+                        off,
+                        FieldSource {
+                            file: fname.clone(),
+                            sha256: photo.sha256.clone(),
+                            page: al.page,
+                            boxes_px: crops.iter().map(|c| c.quad_px).collect(),
+                            snap_mm: [s.dx_mm, s.dy_mm],
+                            crop: crop_path,
+                        },
+                    ));
+                }
+                FieldKind::Bubbles => {
+                    if let Some(of) = &f.of {
+                        let s = offset_of(of);
+                        bubbles.insert(of.clone(), segment::read_bubbles(gray, &h, f, s.dx_mm, s.dy_mm));
+                    }
+                }
+                FieldKind::TallyGrid => {
+                    if let Some(of) = &f.of {
+                        // The row totals sit beside the grid: use the first one's offset.
+                        let s = page_fields
+                            .iter()
+                            .find(|g| g.kind == FieldKind::RowTotals && g.of.as_deref() == Some(of))
+                            .map(|g| offset_of(&g.id))
+                            .unwrap_or_default();
+                        tallies.insert(of.clone(), segment::read_tally(gray, &h, f, s.dx_mm, s.dy_mm));
+                    }
+                }
+            }
+        }
+        timings.segment_ms = ms(t2);
+        let t3 = Instant::now();
+        let preds: Result<Vec<Prediction>, _> = self.pool.predict(&tensors);
+        timings.recognize_ms = ms(t3);
+        let preds = match preds {
+            Ok(p) => p,
+            Err(e) => {
+                report.error = Some(format!("recognition failed: {e}"));
+                report.alignment = Some(al);
+                return PageRead {
+                    report,
+                    evidence: Vec::new(),
+                    timings,
+                };
+            }
+        };
+        let page_good = al.good;
+        let evidence = pending
+            .into_iter()
+            .map(|(id, start, n, off_photo, source)| FieldEvidence {
+                boxes: preds[start..start + n].to_vec(),
+                bubbles: bubbles.get(&id).cloned(),
+                tally: tallies.get(&id).copied(),
+                page_good,
+                off_photo,
+                source: Some(source),
+                id,
+            })
+            .collect();
+        report.alignment = Some(al);
+        PageRead {
+            report,
+            evidence,
+            timings,
+        }
+    }
+
+    fn write_crop(
+        &self,
+        submission: &str,
+        field: &str,
+        gray: &image::GrayImage,
+        h: &Homography,
+        boxes: &[[f64; 4]],
+        s: snap::Snap,
+    ) -> Option<String> {
+        let dir = self.crops_dir.as_ref()?.join(sanitize(submission));
+        let x0 = boxes.iter().map(|b| b[0]).fold(f64::INFINITY, f64::min) - CROP_MARGIN_MM + s.dx_mm;
+        let y0 = boxes.iter().map(|b| b[1]).fold(f64::INFINITY, f64::min) - CROP_MARGIN_MM + s.dy_mm;
+        let x1 = boxes.iter().map(|b| b[0] + b[2]).fold(f64::NEG_INFINITY, f64::max) + CROP_MARGIN_MM + s.dx_mm;
+        let y1 = boxes.iter().map(|b| b[1] + b[3]).fold(f64::NEG_INFINITY, f64::max) + CROP_MARGIN_MM + s.dy_mm;
+        let (img, _) = segment::sample_rect(gray, h, &[x0, y0, x1 - x0, y1 - y0], CROP_PX_PER_MM);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!("cannot create crop folder {}: {e}", dir.display());
+            return None;
+        }
+        let path = dir.join(format!("{field}.png"));
+        match img.save(&path) {
+            Ok(()) => Some(path.display().to_string()),
+            Err(e) => {
+                tracing::warn!("cannot write crop {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    fn assemble(&self, name: &str, mut reads: Vec<PageRead>) -> SubmissionReport {
+        let mut flags: Vec<Flag> = Vec::new();
+        let mut timings = Timings::default();
+        for r in &reads {
+            timings.decode_ms += r.timings.decode_ms;
+            timings.align_ms += r.timings.align_ms;
+            timings.segment_ms += r.timings.segment_ms;
+            timings.recognize_ms += r.timings.recognize_ms;
+        }
+        // Duplicates: keep the best-aligned photo of each page, flag the rest.
+        let mut best_for_page: HashMap<u32, usize> = HashMap::new();
+        for (i, r) in reads.iter().enumerate() {
+            if let (Some(p), Some(a)) = (r.report.page, &r.report.alignment) {
+                match best_for_page.get(&p) {
+                    Some(&j) => {
+                        let other = reads[j].report.alignment.as_ref().map_or(f64::INFINITY, |a| a.rms_error_mm);
+                        if a.rms_error_mm < other {
+                            best_for_page.insert(p, i);
+                        }
+                    }
+                    None => {
+                        best_for_page.insert(p, i);
+                    }
+                }
+            }
+        }
+        for (i, r) in reads.iter_mut().enumerate() {
+            if let Some(p) = r.report.page
+                && best_for_page.get(&p) != Some(&i)
+            {
+                r.report.superseded = true;
+                flags.push(Flag {
+                    code: FlagCode::PageDuplicate,
+                    message: format!("page {p} appears more than once; {} was not used", r.report.file),
+                    field: None,
+                    rule: None,
+                    page: Some(p),
+                    file: Some(r.report.file.clone()),
+                });
+            }
+            if let Some(err) = &r.report.error {
+                let code = if r.report.sha256.is_none() {
+                    FlagCode::UnreadableFile
+                } else if r.report.page.is_none() {
+                    FlagCode::NotAForm
+                } else {
+                    FlagCode::UnreadableFile
+                };
+                flags.push(Flag {
+                    code,
+                    message: format!("{}: {err}", r.report.file),
+                    field: None,
+                    rule: None,
+                    page: r.report.page,
+                    file: Some(r.report.file.clone()),
+                });
+            }
+            if let Some(a) = &r.report.alignment
+                && !a.good
+            {
+                flags.push(Flag {
+                    code: FlagCode::AlignmentPoor,
+                    message: format!(
+                        "{}: page {} aligned with {:.2} mm RMS error using {}/{} mark squares",
+                        r.report.file, a.page, a.rms_error_mm, a.squares_used, a.squares_expected
+                    ),
+                    field: None,
+                    rule: None,
+                    page: Some(a.page),
+                    file: Some(r.report.file.clone()),
+                });
+            }
+        }
+        for p in &self.template.pages {
+            if !best_for_page.contains_key(&p.number) {
+                flags.push(Flag {
+                    code: FlagCode::PageMissing,
+                    message: format!("page {} (tag {}) was not found among the photos", p.number, p.tag.id),
+                    field: None,
+                    rule: None,
+                    page: Some(p.number),
+                    file: None,
+                });
+            }
+        }
+        let evidence: Vec<FieldEvidence> = reads
+            .iter_mut()
+            .filter(|r| !r.report.superseded)
+            .flat_map(|r| std::mem::take(&mut r.evidence))
+            .collect();
+        let t = Instant::now();
+        let decision = decide::decide(&self.template, &evidence, &self.config);
+        timings.decide_ms = ms(t);
+        flags.extend(decision.flags);
+        let any_page = !best_for_page.is_empty();
+        let status = if !any_page {
+            SubmissionStatus::Failed
+        } else if flags.is_empty()
+            && decision
+                .fields
+                .values()
+                .all(|f| f.status == decide::FieldStatus::Accepted)
+        {
+            SubmissionStatus::Accepted
+        } else {
+            SubmissionStatus::NeedsReview
+        };
+        let mut pages: Vec<PageReport> = reads.into_iter().map(|r| r.report).collect();
+        pages.sort_by(|a, b| a.page.cmp(&b.page).then(a.file.cmp(&b.file)));
+        SubmissionReport {
+            schema: RESULTS_SCHEMA.into(),
+            submission: name.to_string(),
+            status,
+            template: self.template.id.clone(),
+            model: self.model_name.clone(),
+            pages,
+            fields: decision.fields,
+            checks: decision.checks,
+            flags,
+            timings,
+        }
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// A file-system-safe version of a submission name.
+pub fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .collect()
+}
+
+/// Photo file extensions considered page photos.
+const PHOTO_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+fn is_photo(p: &Path) -> bool {
+    p.is_file()
+        && p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| PHOTO_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// A submission found on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmissionInput {
+    pub name: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// Expand command-line paths into submissions: a photo file is a submission of one page; a
+/// folder holding photos is one submission; a folder of such folders is a batch. Sorted by name.
+pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<SubmissionInput>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_file() {
+            out.push(SubmissionInput {
+                name: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                files: vec![p.clone()],
+            });
+            continue;
+        }
+        if !p.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such file or folder", p.display()),
+            ));
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        let photos: Vec<PathBuf> = entries.iter().filter(|e| is_photo(e)).cloned().collect();
+        if !photos.is_empty() {
+            out.push(SubmissionInput {
+                name: p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                files: photos,
+            });
+        }
+        for d in entries.iter().filter(|e| e.is_dir()) {
+            out.extend(discover(std::slice::from_ref(d))?);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
