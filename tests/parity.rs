@@ -38,7 +38,12 @@ fn rust_normalize_matches_python_fixtures() {
 
     let mut pngs: Vec<String> = std::fs::read_dir(&dir)
         .expect("read parity dir")
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n.ends_with(".png"))
         .collect();
     pngs.sort();
@@ -48,9 +53,14 @@ fn rust_normalize_matches_python_fixtures() {
 
     let mut failures = Vec::new();
     for case in &expected {
-        assert_eq!(case.tensor.len(), TENSOR_LEN, "{}: tensor length", case.file);
-        let img = image::open(dir.join(&case.file))
-            .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+        assert_eq!(
+            case.tensor.len(),
+            TENSOR_LEN,
+            "{}: tensor length",
+            case.file
+        );
+        let img =
+            image::open(dir.join(&case.file)).unwrap_or_else(|e| panic!("{}: {e}", case.file));
         assert!(
             matches!(img, image::DynamicImage::ImageLuma8(_)),
             "{}: fixture must be 8-bit grey",
@@ -63,7 +73,10 @@ fn rust_normalize_matches_python_fixtures() {
             .zip(&case.tensor)
             .map(|(a, b)| (a - b).abs())
             .enumerate()
-            .fold((0, 0f32), |acc, (i, d)| if d > acc.1 { (i, d) } else { acc });
+            .fold(
+                (0, 0f32),
+                |acc, (i, d)| if d > acc.1 { (i, d) } else { acc },
+            );
         println!("{:34} max |diff| = {worst:.3e}", case.file);
         if worst > TOLERANCE || got.iter().any(|v| !v.is_finite()) {
             failures.push(format!(
@@ -76,5 +89,9 @@ fn rust_normalize_matches_python_fixtures() {
             ));
         }
     }
-    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "parity failures:\n{}",
+        failures.join("\n")
+    );
 }

@@ -82,7 +82,10 @@ pub fn normalize(ink: &InkMap) -> DigitTensor {
     };
     let (bh, bw) = (y1 - y0 + 1, x1 - x0 + 1);
     // 3. scale and patch size. s <= 20 / max(bh, bw), so 1 <= oh, ow <= 20 < CANVAS.
-    let s = TARGET / (bh as f64).max(bw as f64).max(MIN_SCALE_FRACTION_OF_HEIGHT * h as f64);
+    let s = TARGET
+        / (bh as f64)
+            .max(bw as f64)
+            .max(MIN_SCALE_FRACTION_OF_HEIGHT * h as f64);
     let oh = round_half_up(bh as f64 * s).max(1) as usize;
     let ow = round_half_up(bw as f64 * s).max(1) as usize;
     let (oh, ow) = (oh.min(CANVAS), ow.min(CANVAS));
@@ -93,7 +96,10 @@ pub fn normalize(ink: &InkMap) -> DigitTensor {
     let mut t = vec![0f64; bh * ow];
     for r in 0..bh {
         for (c, row) in rx.iter().enumerate() {
-            t[r * ow + c] = row.iter().map(|&(j, wgt)| ink[[y0 + r, x0 + j]] * wgt).sum();
+            t[r * ow + c] = row
+                .iter()
+                .map(|&(j, wgt)| ink[[y0 + r, x0 + j]] * wgt)
+                .sum();
         }
     }
     // P = Ry @ T  (oh x ow)
@@ -228,7 +234,11 @@ mod tests {
     #[test]
     fn empty_and_faint_maps_give_zeros() {
         assert!(normalize(&InkMap::zeros((0, 0))).iter().all(|&v| v == 0.0));
-        assert!(normalize(&InkMap::zeros((40, 30))).iter().all(|&v| v == 0.0));
+        assert!(
+            normalize(&InkMap::zeros((40, 30)))
+                .iter()
+                .all(|&v| v == 0.0)
+        );
         // Everything just below the threshold: no mask pixel, so nothing at all.
         let faint = InkMap::from_elem((20, 20), 0.49);
         assert!(normalize(&faint).iter().all(|&v| v == 0.0));
@@ -344,14 +354,18 @@ mod tests {
         let ink = ink_map_from_gray(&img);
         assert!(ink.iter().all(|&v| v == 0.0));
         // Noise of +-10 levels is still blank.
-        let noisy = GrayImage::from_fn(30, 40, |x, y| image::Luma([190 + ((x * 7 + y * 3) % 21) as u8]));
+        let noisy = GrayImage::from_fn(30, 40, |x, y| {
+            image::Luma([190 + ((x * 7 + y * 3) % 21) as u8])
+        });
         assert!(ink_map_from_gray(&noisy).iter().all(|&v| v == 0.0));
         assert!(ink_map_from_gray(&GrayImage::new(0, 0)).is_empty());
     }
 
     #[test]
     fn dark_stroke_on_paper_is_ink() {
-        let img = GrayImage::from_fn(30, 40, |x, _| image::Luma([if (14..17).contains(&x) { 20 } else { 230 }]));
+        let img = GrayImage::from_fn(30, 40, |x, _| {
+            image::Luma([if (14..17).contains(&x) { 20 } else { 230 }])
+        });
         let ink = ink_map_from_gray(&img);
         assert_eq!(ink[[10, 15]], 1.0);
         assert_eq!(ink[[10, 3]], 0.0);
