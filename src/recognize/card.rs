@@ -70,9 +70,9 @@ impl ModelCard {
     /// Read and parse a card and check its spec ([`ModelCard::check_spec`]); does not touch the
     /// `.onnx` (see [`ModelCard::load`]).
     pub fn read(card_path: &Path) -> Result<ModelCard, RecognizeError> {
-        let text = std::fs::read_to_string(card_path).map_err(|source| RecognizeError::Read {
+        let text = std::fs::read_to_string(card_path).map_err(|error| RecognizeError::Read {
             path: card_path.to_path_buf(),
-            source,
+            error,
         })?;
         let card: ModelCard = serde_json::from_str(&text).map_err(|e| RecognizeError::Card {
             path: card_path.to_path_buf(),
@@ -88,9 +88,11 @@ impl ModelCard {
     pub fn load(card_path: &Path) -> Result<(ModelCard, PathBuf, Vec<u8>), RecognizeError> {
         let card = Self::read(card_path)?;
         let onnx = Self::onnx_path_for(card_path);
-        let bytes = std::fs::read(&onnx).map_err(|source| RecognizeError::Read {
+        let bytes = std::fs::read(&onnx).map_err(|error| RecognizeError::ModelMissing {
             path: onnx.clone(),
-            source,
+            card: card_path.to_path_buf(),
+            expected: card.sha256.clone(),
+            error,
         })?;
         card.verify_bytes(card_path, &onnx, &bytes)?;
         Ok((card, onnx, bytes))
@@ -285,5 +287,6 @@ mod tests {
         std::fs::write(&p, serde_json::to_string(&card).unwrap()).unwrap();
         let msg = ModelCard::load(&p).unwrap_err().to_string();
         assert!(msg.contains("m.onnx"), "{msg}");
+        assert!(msg.contains(&card.sha256), "{msg}");
     }
 }

@@ -49,11 +49,17 @@ pub enum RecognizeError {
     RuntimeEnvMissing { path: PathBuf },
     #[error("cannot load ONNX Runtime from {path}: {message}")]
     RuntimeLoad { path: PathBuf, message: String },
-    #[error("cannot read model file {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    #[error("cannot read model file {path} (its card {card} expects sha256 {expected}): {error}")]
+    ModelMissing {
+        path: PathBuf,
+        card: PathBuf,
+        expected: String,
+        error: std::io::Error,
     },
     #[error("model card {path}: {message}")]
     Card { path: PathBuf, message: String },
