@@ -9,7 +9,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Classify crops of single digit boxes with the digit model.
+    Classify(rekap::cli::classify::ClassifyArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -20,5 +23,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Classify(args) => rekap::cli::classify::run(args),
+    }
 }

@@ -1,1 +1,0 @@
-//! Stage module `recognize` (work in progress).

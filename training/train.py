@@ -1,0 +1,259 @@
+"""Train the rekap digit model from scratch and write models/digits.onnx + models/digits.json.
+
+    nice training/.venv/bin/python training/train.py --mnist ../shared/data/mnist --out models/
+
+Data: MNIST train split only (6000 images held out for validation/calibration); t10k is used
+only for the final test metrics. Every training tensor is a synthetic box crop (MNIST digit,
+X or blank, degraded like a photographed box, see rekap_train/synth.py) normalised with the
+rekap-mnist-v1 mirror (rekap_train/preprocess.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rekap_train import BLANK_CLASS, CLASSES, X_CLASS  # noqa: E402
+from rekap_train.calibrate import fit_temperature, format_table, reliability, softmax  # noqa: E402
+from rekap_train.data import load_split, train_val  # noqa: E402
+from rekap_train.preprocess import normalize_batch  # noqa: E402
+from rekap_train.synth import make_batch_args  # noqa: E402
+
+#: Synthetic X and blank samples per epoch (each ~8% of an epoch's 54k digits).
+X_PER_EPOCH = 4500
+BLANK_PER_EPOCH = 4500
+#: Held-out synthetic X/blank crops for recall (fresh seeds, glyphs for spill from the val split).
+SYNTH_TEST_EACH = 3000
+#: Share of digits placed without degradations, to keep the clean MNIST look in the mix.
+CLEAN_FRAC = 0.15
+#: Seeds: training epochs use EPOCH_SEED_BASE + 1000 * epoch + chunk; held-out sets their own.
+EPOCH_SEED_BASE = 1_000_000
+SEED_VAL_AUG, SEED_SYNTH_TEST, SEED_T10K_BOX = 900_001, 900_002, 900_003
+#: ONNX Runtime must reproduce the training framework's logits within this (float32 round-off).
+ORT_PARITY_TOL = 1e-3
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def epoch_jobs(epoch, xt, yt, chunks, scale=1.0):
+    perm = np.random.default_rng(EPOCH_SEED_BASE + epoch).permutation(len(xt))
+    parts = np.array_split(perm, chunks)
+    nx = int(X_PER_EPOCH * scale) // chunks
+    nb = int(BLANK_PER_EPOCH * scale) // chunks
+    return [(EPOCH_SEED_BASE + 1000 * epoch + c, xt[idx], yt[idx], nx, nb, 1.0, CLEAN_FRAC, None)
+            for c, idx in enumerate(parts)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mnist", default="../shared/data/mnist", help="folder with the MNIST IDX .gz files")
+    ap.add_argument("--out", default="models", help="output folder for digits.onnx / digits.json")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--workers", type=int, default=2, help="processes generating augmented data")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=0, help="smoke test: use only this many train images")
+    args = ap.parse_args()
+    t_start = time.time()
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from rekap_train.model import apply, count_params, export_onnx, init_params
+
+    (xt, yt), (xv, yv) = train_val(args.mnist)
+    xte, yte = load_split(args.mnist, "t10k")
+    scale = 1.0
+    if args.limit:
+        scale = args.limit / len(xt)
+        xt, yt = xt[: args.limit], yt[: args.limit]
+        xv, yv, xte, yte = xv[:1000], yv[:1000], xte[:2000], yte[:2000]
+    log(f"train {len(xt)}  held-out {len(xv)}  t10k {len(xte)}")
+
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(args.workers)
+    chunks = max(2, 2 * args.workers)
+    n_test = max(200, int(SYNTH_TEST_EACH * min(1.0, 10 * scale)))
+    held = {
+        "val_aug": pool.apply_async(make_batch_args, ((SEED_VAL_AUG, xv, yv, n_test // 2, n_test // 2, 1.0, CLEAN_FRAC, None),)),
+        "synth_test": pool.apply_async(make_batch_args, ((SEED_SYNTH_TEST, xv[:0], yv[:0], n_test, n_test, 1.0, 0.0, xv),)),
+        "t10k_box": pool.apply_async(make_batch_args, ((SEED_T10K_BOX, xte, yte, 0, 0, 1.0, CLEAN_FRAC, None),)),
+    }
+    pending = pool.map_async(make_batch_args, epoch_jobs(0, xt, yt, chunks, scale))
+
+    # clean sets: the 28x28 MNIST image itself is the ink map (H = 28)
+    val_clean = normalize_batch(xv.astype(np.float64) / 255.0)
+    t10k_clean = normalize_batch(xte.astype(np.float64) / 255.0)
+
+    key = jax.random.PRNGKey(args.seed)
+    key, k = jax.random.split(key)
+    params, state = init_params(k)
+    n_per_epoch = len(xt) + int(X_PER_EPOCH * scale) // chunks * chunks + int(BLANK_PER_EPOCH * scale) // chunks * chunks
+    steps_per_epoch = n_per_epoch // args.batch
+    total = steps_per_epoch * args.epochs
+    sched = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(300, total // 10), total, args.lr * 0.005)
+    decay_mask = jax.tree_util.tree_map_with_path(lambda p, _: p[-1].key == "w", params)
+    opt = optax.adamw(sched, weight_decay=1e-4, mask=decay_mask)
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, state, opt_state, x, y, key):
+        def loss_fn(p):
+            logits, new_state = apply(p, state, x, True, key)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new_state
+
+        (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_state, opt_state, loss
+
+    fwd = jax.jit(lambda p, s, x: apply(p, s, x, False))
+
+    def logits_of(x, bs=1000):
+        return np.concatenate([np.asarray(fwd(params, state, jnp.asarray(x[i : i + bs]))) for i in range(0, len(x), bs)])
+
+    for epoch in range(args.epochs):
+        t0 = time.time()
+        parts = pending.get()
+        if epoch + 1 < args.epochs:
+            pending = pool.map_async(make_batch_args, epoch_jobs(epoch + 1, xt, yt, chunks, scale))
+        x_ep = np.concatenate([p[0] for p in parts])
+        y_ep = np.concatenate([p[1] for p in parts])
+        perm = np.random.default_rng(args.seed * 7919 + epoch).permutation(len(x_ep))
+        x_ep, y_ep = x_ep[perm], y_ep[perm]
+        t_gen = time.time() - t0
+        losses = []
+        for i in range(steps_per_epoch):
+            sl = slice(i * args.batch, (i + 1) * args.batch)
+            key, k = jax.random.split(key)
+            params, state, opt_state, loss = step(params, state, opt_state, jnp.asarray(x_ep[sl]), jnp.asarray(y_ep[sl]), k)
+            losses.append(loss)
+        mean_loss = float(np.mean(np.asarray(jax.device_get(losses))))
+        acc = float((logits_of(val_clean).argmax(1) == yv).mean())
+        log(f"epoch {epoch + 1}/{args.epochs}  loss {mean_loss:.4f}  held-out clean acc {acc:.4f}  "
+            f"({time.time() - t0:.0f}s, waited {t_gen:.0f}s for data)")
+
+    # ---------- evaluation & calibration ----------
+    val_aug = held["val_aug"].get()
+    synth_test = held["synth_test"].get()
+    t10k_box = held["t10k_box"].get()
+    pool.close()
+    pool.join()
+
+    cal_x = np.concatenate([val_clean, val_aug[0]])
+    cal_y = np.concatenate([yv, val_aug[1]]).astype(np.int64)
+    cal_logits = logits_of(cal_x)
+    temperature = fit_temperature(cal_logits, cal_y)
+    ece_cal_before, rows_cal_b = reliability(cal_logits, cal_y, 1.0)
+    ece_cal_after, rows_cal_a = reliability(cal_logits, cal_y, temperature)
+    log(f"temperature {temperature:.4f} (fit on {len(cal_y)} held-out crops)")
+    log(f"held-out ECE before {ece_cal_before:.4%} after {ece_cal_after:.4%}")
+
+    lt_clean = logits_of(t10k_clean)
+    lt_box = logits_of(t10k_box[0])
+    ls_syn = logits_of(synth_test[0])
+    pred_clean = lt_clean.argmax(1)
+    t10k_acc = float((pred_clean == yte).mean())
+    t10k_box_acc = float((lt_box.argmax(1) == t10k_box[1]).mean())
+    per_class = {CLASSES[c]: float((pred_clean[yte == c] == c).mean()) for c in range(10)}
+    ys = synth_test[1]
+    ps = ls_syn.argmax(1)
+    x_recall = float((ps[ys == X_CLASS] == X_CLASS).mean())
+    blank_recall = float((ps[ys == BLANK_CLASS] == BLANK_CLASS).mean())
+    # digits wrongly read as X / blank, on the box-crop t10k set
+    pb = lt_box.argmax(1)
+    digit_as_x = float((pb == X_CLASS).mean())
+    digit_as_blank = float((pb == BLANK_CLASS).mean())
+
+    test_logits = np.concatenate([lt_clean, lt_box, ls_syn])
+    test_y = np.concatenate([yte, t10k_box[1], ys]).astype(np.int64)
+    ece_before, rows_b = reliability(test_logits, test_y, 1.0)
+    ece_after, rows_a = reliability(test_logits, test_y, temperature)
+    print("Reliability on the test mix (t10k clean + t10k box crops + synthetic X/blank), T = 1:")
+    print(format_table(rows_b))
+    print(f"Reliability on the test mix, T = {temperature:.4f}:")
+    print(format_table(rows_a))
+    log(f"t10k clean accuracy {t10k_acc:.4%}   t10k box-crop accuracy {t10k_box_acc:.4%}")
+    log(f"per-class t10k: " + " ".join(f"{k}:{v:.4f}" for k, v in per_class.items()))
+    log(f"X recall {x_recall:.4%}  blank recall {blank_recall:.4%}  (synthetic, {n_test} each)")
+    log(f"digit box crops read as X {digit_as_x:.4%}, as blank {digit_as_blank:.4%}")
+    log(f"test-mix ECE before {ece_before:.4%} after {ece_after:.4%}")
+
+    # ---------- export & verify ----------
+    os.makedirs(args.out, exist_ok=True)
+    onnx_path = os.path.join(args.out, "digits.onnx")
+    export_onnx(params, state, onnx_path)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    check_x = np.concatenate([t10k_clean[:2000], synth_test[0][:500], t10k_box[0][:500]])
+    ort_logits = sess.run(["logits"], {"input": check_x})[0]
+    diff = float(np.abs(ort_logits - logits_of(check_x)).max())
+    same_argmax = bool((ort_logits.argmax(1) == logits_of(check_x).argmax(1)).all())
+    log(f"onnxruntime {ort.__version__}: max |logit diff| vs JAX {diff:.2e}, same argmax {same_argmax}")
+    if diff > ORT_PARITY_TOL:
+        raise SystemExit("ONNX export disagrees with the JAX model")
+    one = sess.run(["logits"], {"input": check_x[:1]})[0]
+    assert one.shape == (1, 12)  # dynamic batch
+    with open(onnx_path, "rb") as fh:
+        sha = hashlib.sha256(fh.read()).hexdigest()
+
+    wall = time.time() - t_start
+    card = {
+        "schema": "rekap-model/1",
+        "name": "rekap-digits-cnn-v1",
+        "classes": CLASSES,
+        "input": {"name": "input", "shape": [-1, 1, 28, 28], "dtype": "float32", "preprocessing": "rekap-mnist-v1"},
+        "output": {"name": "logits"},
+        "temperature": round(temperature, 6),
+        "sha256": sha,
+        "training": {
+            "data": ("MNIST training split (60k images; 6k held out for validation and temperature "
+                     "calibration) by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, "
+                     "CC BY-SA 3.0, rendered as degraded box crops; synthetic X and blank boxes "
+                     "generated by training/rekap_train/synth.py. t10k used only for test metrics."),
+            "licence": "model weights: derived from MNIST (CC BY-SA 3.0); code: the repository's licence",
+            "command": "nice training/.venv/bin/python training/train.py --mnist ../shared/data/mnist --out models/"
+                       + (f" --epochs {args.epochs}" if args.epochs != 8 else ""),
+            "framework": f"jax {jax.__version__}, optax {optax.__version__}; exported with onnx, verified with onnxruntime {ort.__version__}",
+            "epochs": args.epochs,
+            "wall_seconds": round(wall),
+        },
+        "metrics": {
+            "mnist_t10k_accuracy": round(t10k_acc, 5),
+            "mnist_t10k_box_crop_accuracy": round(t10k_box_acc, 5),
+            "x_recall": round(x_recall, 5),
+            "blank_recall": round(blank_recall, 5),
+            "digit_read_as_x_rate": round(digit_as_x, 5),
+            "digit_read_as_blank_rate": round(digit_as_blank, 5),
+            "ece_before": round(ece_before, 5),
+            "ece_after": round(ece_after, 5),
+            "ece_heldout_before": round(ece_cal_before, 5),
+            "ece_heldout_after": round(ece_cal_after, 5),
+            "per_class_t10k_accuracy": {k: round(v, 5) for k, v in per_class.items()},
+            "parameters": count_params(params),
+            "onnx_bytes": os.path.getsize(onnx_path),
+            "notes": ("x/blank recall on held-out synthetic box crops; ece_* on the test mix "
+                      "(t10k clean + t10k box crops + synthetic X/blank), 10 equal-width bins"),
+        },
+    }
+    with open(os.path.join(args.out, "digits.json"), "w") as fh:
+        json.dump(card, fh, indent=2)
+        fh.write("\n")
+    log(f"wrote {onnx_path} ({os.path.getsize(onnx_path)} bytes, sha256 {sha[:16]}...) and digits.json; wall {wall:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
