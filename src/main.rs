@@ -12,6 +12,8 @@ struct Cli {
 enum Command {
     /// Classify crops of single digit boxes with the digit model.
     Classify(rekap::cli::classify::ClassifyArgs),
+    /// Read submissions of form photos into checked numbers with flags (JSON Lines).
+    Process(rekap::cli::process::ProcessArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +27,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Classify(args) => rekap::cli::classify::run(args),
+        Command::Process(args) => {
+            let code = rekap::cli::process::run(args)?;
+            std::process::exit(code)
+        }
     }
 }
