@@ -9,7 +9,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Template tools: validate, overlay, fit check.
+    Template(rekap::cli::template::TemplateArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -20,5 +23,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Template(a) => rekap::cli::template::run(a),
+    }
 }
