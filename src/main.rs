@@ -14,6 +14,8 @@ enum Command {
     Classify(rekap::cli::classify::ClassifyArgs),
     /// Read submissions of form photos into checked numbers with flags (JSON Lines).
     Process(rekap::cli::process::ProcessArgs),
+    /// Template tools: validate, overlay, fit check.
+    Template(rekap::cli::template::TemplateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +33,6 @@ fn main() -> anyhow::Result<()> {
             let code = rekap::cli::process::run(args)?;
             std::process::exit(code)
         }
+        Command::Template(a) => rekap::cli::template::run(a),
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod classify;
 pub mod process;
+pub mod template;
