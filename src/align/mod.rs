@@ -132,19 +132,39 @@ const CORNER_ORDER: [&str; 4] = ["top_left", "top_right", "bottom_right", "botto
 /// Identify and align one photo against every page of `template`.
 pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, AlignError> {
     let (w, h) = gray.dimensions();
+    let t0 = std::time::Instant::now();
     let factor = w.max(h).div_ceil(WORK_LONG_SIDE).max(1);
     let small = downscale(gray, factor);
+    let t1 = t0.elapsed();
     let squares = find_squares(&small);
+    let t2 = t0.elapsed();
     let f = factor as f64;
     let candidates = pair_marks(&squares, f);
-    let mut best: Option<(Alignment, u32)> = None;
-    // Pages of the template share the same mark layout in practice, but try each page's own
-    // marks so that a template with differing pages still works.
+    tracing::debug!(
+        ?t1,
+        ?t2,
+        squares = squares.len(),
+        candidates = candidates.len(),
+        "align: detection"
+    );
+    // Group pages that share the mark layout and tag position (all pages of the shipped
+    // template do): one tag read per candidate pose then serves every page of the group.
+    let mut groups: Vec<([[f64; 2]; 4], RectMm, Vec<&Page>)> = Vec::new();
     for page in &template.pages {
-        let Some(tmpl_marks) = corner_marks(page) else {
+        let Some(marks) = corner_marks(page) else {
             return Err(AlignError::TemplateMarks(page.number));
         };
-        if let Some((h0, hamming)) = search_quads(gray, &candidates, &tmpl_marks, template, page) {
+        match groups
+            .iter_mut()
+            .find(|g| g.0 == marks && g.1 == page.tag.rect)
+        {
+            Some(g) => g.2.push(page),
+            None => groups.push((marks, page.tag.rect, vec![page])),
+        }
+    }
+    let mut best: Option<(Alignment, u32)> = None;
+    for (marks, rect, pages) in &groups {
+        if let Some((h0, page, hamming)) = search_quads(gray, &candidates, marks, rect, pages) {
             let better = best.as_ref().is_none_or(|(_, bh)| hamming < *bh);
             if better && let Some(al) = refine(gray, h0, page, hamming) {
                 best = Some((al, hamming));
@@ -154,6 +174,7 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
             break;
         }
     }
+    tracing::debug!(total = ?t0.elapsed(), "align: done");
     best.map(|(a, _)| a).ok_or(AlignError::NotAForm {
         marks: candidates.len(),
     })
@@ -170,9 +191,9 @@ fn corner_marks(page: &Page) -> Option<[[f64; 2]; 4]> {
 fn find_squares(small: &GrayImage) -> Vec<Square> {
     let (w, h) = small.dimensions();
     let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
-    let bin = imageproc::contrast::adaptive_threshold(small, radius, DARK_DELTA);
+    let bin = dark_mask(small, radius, DARK_DELTA);
     // Dark = 0. Grow the white by one pixel so squares touching at a corner separate.
-    let bin = imageproc::morphology::dilate(&bin, imageproc::distance_transform::Norm::LInf, 1);
+    let bin = max3x3(&bin);
     let labels = connected_components(&bin, Connectivity::Four, Luma([255u8]));
     let n = labels.iter().copied().max().unwrap_or(0) as usize;
     // Moments per label: count, sx, sy, sxx, syy, sxy.
@@ -229,6 +250,70 @@ fn find_squares(small: &GrayImage) -> Vec<Square> {
         });
     }
     out
+}
+
+/// Adaptive threshold: 0 where a pixel is more than `delta` below the mean of the
+/// `(2r+1)^2` window around it (clipped at the borders), 255 elsewhere. Integral-image based,
+/// O(1) per pixel.
+fn dark_mask(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let raw = img.as_raw();
+    // Integral image with a zero first row/column: ii[(y+1)*(w+1) + (x+1)] = sum over [0..=y][0..=x].
+    let stride = w + 1;
+    let mut ii = vec![0u32; (w + 1) * (h + 1)];
+    for y in 0..h {
+        let mut row = 0u32;
+        for x in 0..w {
+            row += u32::from(raw[y * w + x]);
+            ii[(y + 1) * stride + x + 1] = ii[y * stride + x + 1] + row;
+        }
+    }
+    let r = r as usize;
+    let mut out = vec![255u8; w * h];
+    for y in 0..h {
+        let y0 = y.saturating_sub(r);
+        let y1 = (y + r + 1).min(h);
+        for x in 0..w {
+            let x0 = x.saturating_sub(r);
+            let x1 = (x + r + 1).min(w);
+            let sum = ii[y1 * stride + x1] + ii[y0 * stride + x0]
+                - ii[y0 * stride + x1]
+                - ii[y1 * stride + x0];
+            let n = ((y1 - y0) * (x1 - x0)) as i64;
+            // v < mean - delta  <=>  v * n < sum - delta * n
+            let v = i64::from(raw[y * w + x]);
+            if v * n < i64::from(sum) - i64::from(delta) * n {
+                out[y * w + x] = 0;
+            }
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out)
+        .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
+}
+
+/// 3x3 maximum filter (grows white, shrinks dark by one pixel), separable.
+fn max3x3(img: &GrayImage) -> GrayImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let raw = img.as_raw();
+    let mut tmp = vec![0u8; w * h];
+    for y in 0..h {
+        let row = &raw[y * w..(y + 1) * w];
+        for x in 0..w {
+            let a = row[x.saturating_sub(1)];
+            let b = row[x];
+            let c = row[(x + 1).min(w - 1)];
+            tmp[y * w + x] = a.max(b).max(c);
+        }
+    }
+    let mut out = vec![0u8; w * h];
+    for y in 0..h {
+        let (ya, yc) = (y.saturating_sub(1), (y + 1).min(h - 1));
+        for x in 0..w {
+            out[y * w + x] = tmp[ya * w + x].max(tmp[y * w + x]).max(tmp[yc * w + x]);
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out)
+        .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
 }
 
 fn pair_marks(squares: &[Square], factor: f64) -> Vec<MarkCandidate> {
@@ -296,15 +381,16 @@ fn is_convex(q: &[[f64; 2]; 4]) -> bool {
     true
 }
 
-/// Search 4-subsets of candidates; return the homography (from `page`'s marks) whose tag read
-/// best matches `page`'s code, with the Hamming distance.
-fn search_quads(
+/// Search 4-subsets of candidates, largest quads first; return the homography (from the group's
+/// marks) whose tag read best matches one of `pages`' codes, with that page and the Hamming
+/// distance.
+fn search_quads<'p>(
     gray: &GrayImage,
     cands: &[MarkCandidate],
     tmpl: &[[f64; 2]; 4],
-    template: &Template,
-    page: &Page,
-) -> Option<(Homography, u32)> {
+    rect: &RectMm,
+    pages: &[&'p Page],
+) -> Option<(Homography, &'p Page, u32)> {
     let top: Vec<[f64; 2]> = cands
         .iter()
         .take(MAX_CANDIDATES)
@@ -314,7 +400,7 @@ fn search_quads(
     if n < 4 {
         return None;
     }
-    let mut best: Option<(Homography, u32)> = None;
+    let mut best: Option<(Homography, &'p Page, u32)> = None;
     // Larger quads first: the real marks span the page, clutter inside the page does not.
     let mut quads: Vec<([f64; 2], [usize; 4])> = Vec::new();
     for a in 0..n {
@@ -346,18 +432,19 @@ fn search_quads(
             let Some(h) = Homography::fit(tmpl, &dst) else {
                 continue;
             };
-            let Some(read) = read_tag(gray, &h, &page.tag.rect) else {
+            let Some(read) = read_tag(gray, &h, rect) else {
                 continue;
             };
-            let hd = hamming(&read.bits, &page.tag.bits);
-            let _ = template;
-            if hd <= MAX_TAG_HAMMING
-                && read.border_errors <= MAX_TAG_BORDER_ERRORS
-                && best.as_ref().is_none_or(|(_, b)| hd < *b)
-            {
-                best = Some((h, hd));
-                if hd == 0 {
-                    return best;
+            if read.border_errors > MAX_TAG_BORDER_ERRORS {
+                continue;
+            }
+            for page in pages {
+                let hd = hamming(&read.bits, &page.tag.bits);
+                if hd <= MAX_TAG_HAMMING && best.as_ref().is_none_or(|(_, _, b)| hd < *b) {
+                    best = Some((h, page, hd));
+                    if hd == 0 {
+                        return best;
+                    }
                 }
             }
         }
