@@ -9,7 +9,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Generate synthetic photos of filled forms with exact ground truth.
+    Synth(rekap::cli::synth::SynthArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -20,5 +23,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Synth(args) => rekap::cli::synth::run(args),
+    }
 }

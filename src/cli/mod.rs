@@ -1,2 +1,4 @@
 //! Command-line front ends, one module per `rekap` subcommand. `src/main.rs` only parses and
 //! dispatches; each module owns its argument struct and its `run` function.
+
+pub mod synth;
