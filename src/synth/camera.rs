@@ -152,7 +152,7 @@ pub fn random_conditions<R: Rng + ?Sized>(rng: &mut R, hard: bool) -> Conditions
         distance: rng.random_range(1.1..2.2),
         page_fraction: rng.random_range(0.78..0.97),
         curl_mm: if rng.random_bool(0.6) {
-            rng.random_range(0.3..2.5)
+            rng.random_range(0.3..2.0)
         } else {
             0.0
         },
@@ -492,11 +492,15 @@ pub fn render(
                 let fine = ((hsh >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
                 let t = match surface {
                     Surface::Wood => {
-                        let along = xf * gcos + yf * gsin;
-                        let across = -xf * gsin + yf * gcos;
-                        let ff = bgfine.at(xf as f64 / fw as f64, yf as f64 / fh as f64);
-                        let grain = (across * 0.05 + v[4] * 18.0 + ff * 6.0 + along * 0.0008).sin();
-                        0.78 + 0.16 * grain + 0.06 * fine
+                        // Grain: rings across the board, fine streaks stretched along it.
+                        let along = (xf * gcos + yf * gsin) / fw as f32;
+                        let across = (-xf * gsin + yf * gcos) / fw as f32;
+                        let streak = bgfine.at(
+                            (along as f64 * 0.4).rem_euclid(1.0),
+                            (across as f64 * 5.0).rem_euclid(1.0),
+                        );
+                        let ring = (across * 150.0 + v[4] * 5.0).sin();
+                        0.82 + 0.08 * ring + 0.25 * (streak - 0.5) + 0.04 * fine
                     }
                     Surface::Table => 0.9 + 0.12 * v[4] + 0.04 * fine,
                     Surface::Cloth => {

@@ -432,6 +432,23 @@ pub fn draw_page(t: &Template, page: &Page, c: &mut Canvas) {
             }
             y += step;
         }
+        // Filler paragraphs below the heading, like the form's printed preamble.
+        let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ page.number as u64;
+        let para_h = 2.6;
+        while y + para_h < first_field - 25.0 {
+            let mut x = left + 10.0;
+            while x < right - 40.0 {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let letters = 2 + (seed >> 61) as usize; // 2..=9 letters, shifts stay < 64
+                let word: String = (0..letters)
+                    .map(|k| (b'A' + ((seed >> (8 + 5 * k)) % 26) as u8) as char)
+                    .collect();
+                x += c.text(x, y, para_h, &word, PRINT) + para_h;
+            }
+            y += para_h * 2.6;
+        }
         // Form id box next to the tag.
         let bx = [
             tag.rect[0] - 8.0,
@@ -460,6 +477,17 @@ pub fn draw_page(t: &Template, page: &Page, c: &mut Canvas) {
             None => rows.push((b[1], b[3], b[0], b[2], f.label_id.as_str())),
         }
     }
+    // Extents of the non-digit fields: a table row must not cross them (page 2 layout).
+    let others: Vec<[f64; 4]> = fields
+        .iter()
+        .filter(|f| f.kind != FieldKind::Digits)
+        .filter_map(|f| field_extent(f))
+        .collect();
+    rows.retain(|(y0, y1, x0, _, _)| {
+        !others
+            .iter()
+            .any(|b| b[0] < *x0 && b[2] > left && b[1] < *y1 && b[3] > *y0)
+    });
     for (y0, y1, x0, x1, label) in &rows {
         let pad = 4.0;
         let (ty0, ty1) = (y0 - pad, y1 + pad);
@@ -523,6 +551,39 @@ pub fn draw_page(t: &Template, page: &Page, c: &mut Canvas) {
                     );
                 }
                 c.box_outline([x0, y0, x1 - x0, y1 - y0], RULE_MM, PRINT);
+                // The block left of the grid: candidate number and names (or the label).
+                if x0 - left > 40.0 {
+                    let bx = [left, y0 - 8.0, x0 - left, y1 - y0 + 8.0];
+                    c.box_outline(bx, RULE_MM, PRINT);
+                    let mid = bx[0] + bx[2] / 2.0;
+                    let of = f.of.as_deref().unwrap_or_default();
+                    let mut ty = y0;
+                    if let Some(n) = of.strip_prefix("votes.") {
+                        c.text_centered(mid, ty, 9.0, n, PRINT);
+                        ty += 14.0;
+                        c.text_centered(mid, ty, 3.0, "NAMA CALON PRESIDEN", PRINT);
+                        c.text_centered(mid, ty + 5.0, 3.0, "NAMA CALON WAKIL PRESIDEN", PRINT);
+                    } else {
+                        let mut words = f.label_id.split_whitespace().peekable();
+                        while words.peek().is_some() && ty < y1 - 4.0 {
+                            let mut line = String::new();
+                            while let Some(w) = words.peek() {
+                                if Canvas::text_width(3.0, &format!("{line} {w}")) > bx[2] - 8.0
+                                    && !line.is_empty()
+                                {
+                                    break;
+                                }
+                                if !line.is_empty() {
+                                    line.push(' ');
+                                }
+                                line.push_str(w);
+                                words.next();
+                            }
+                            c.text_centered(mid, ty, 3.0, &line, PRINT);
+                            ty += 5.0;
+                        }
+                    }
+                }
                 // Column numbers above the grid.
                 let th = 2.0;
                 for (i, w) in f.col_edges_mm.windows(2).enumerate() {

@@ -11,7 +11,7 @@
 //!   shows up against its tally and row totals.
 
 use super::SynthError;
-use super::rules::{self, RuleInstance};
+use crate::template::rules::{Rule, RuleOutcome};
 use crate::template::{FieldKind, RuleKind, Template};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
@@ -103,7 +103,9 @@ pub fn consistent_values<R: Rng + ?Sized>(rng: &mut R) -> BTreeMap<String, i64> 
     };
     let returned = small(rng, 3);
     // DPTb / DPK voters use the reserve: keep b4 + returned within the ballots received.
-    let room = (received - b1_l - b1_p - returned).max(0);
+    // floor(1.02 * DPT) keeps `votes_le_dpt` (valid <= 1.02 * DPT) true as well.
+    let cap = (dpt as f64 * (1.0 + RESERVE_FRACTION)).floor() as i64;
+    let room = (cap - b1_l - b1_p - returned).max(0);
     let mut b2_l = small(rng, 5);
     let mut b2_p = small(rng, 5);
     let mut b3_l = small(rng, 4);
@@ -217,7 +219,9 @@ pub fn fill<R: Rng + ?Sized>(
     rng: &mut R,
     officer_error_rate: f64,
 ) -> Result<Filled, SynthError> {
-    let rule_set = rules::instances(template)?;
+    let rule_set = template.try_rules().map_err(|e| SynthError::Template {
+        message: e.to_string(),
+    })?;
     let base = consistent_values(rng);
     let habits = FormHabits {
         lead_x: rng.random_bool(0.6),
@@ -327,8 +331,14 @@ pub fn fill<R: Rng + ?Sized>(
     })
 }
 
-fn as_values(w: &BTreeMap<String, i64>) -> BTreeMap<String, Option<i64>> {
-    w.iter().map(|(k, v)| (k.clone(), Some(*v))).collect()
+/// Ids of the rule instances that `values` violates (rules naming unknown fields are skipped).
+pub fn violated(rules: &[Rule], values: &BTreeMap<String, i64>) -> Vec<String> {
+    let get = |f: &str| values.get(f).copied();
+    rules
+        .iter()
+        .filter(|r| matches!(r.evaluate(&get), RuleOutcome::Violated { .. }))
+        .map(|r| r.id.clone())
+        .collect()
 }
 
 /// Largest value the boxes of `fid` can hold.
@@ -341,12 +351,12 @@ fn box_capacity(template: &Template, fid: &str) -> i64 {
 /// Apply one random officer-error scenario that the template's rules detect; returns its record.
 fn inject_error<R: Rng + ?Sized>(
     template: &Template,
-    rule_set: &[RuleInstance],
+    rule_set: &[Rule],
     written: &mut BTreeMap<String, i64>,
     rng: &mut R,
     bubble_error: &mut Option<(String, usize)>,
 ) -> Option<OfficerError> {
-    let baseline = rules::violated(rule_set, &as_values(written));
+    let baseline = violated(rule_set, written);
     if !baseline.is_empty() {
         tracing::warn!(
             ?baseline,
@@ -445,17 +455,16 @@ fn inject_error<R: Rng + ?Sized>(
         {
             continue;
         }
-        let broken: Vec<&RuleInstance> = {
-            let ids = rules::violated(rule_set, &as_values(&trial));
+        let broken: Vec<&Rule> = {
+            let ids = violated(rule_set, &trial);
             rule_set
                 .iter()
                 .filter(|r| ids.contains(&r.id) && !baseline.contains(&r.id))
                 .collect()
         };
-        let hard: Vec<&&RuleInstance> =
-            broken.iter().filter(|r| r.kind == RuleKind::Hard).collect();
+        let hard: Vec<&&Rule> = broken.iter().filter(|r| r.kind == RuleKind::Hard).collect();
         let primary = match kind {
-            "count_over_300" => hard
+            "count_over_300" => broken
                 .iter()
                 .find(|r| r.id.contains("300") || r.id.contains("max"))
                 .map(|r| r.id.clone()),

@@ -15,7 +15,6 @@ pub mod fill;
 pub mod font;
 pub mod hand;
 pub mod idx;
-pub mod rules;
 pub mod truth;
 
 use crate::template::{FieldKind, Page, Template};
@@ -42,8 +41,6 @@ pub enum SynthError {
     Output { path: String, message: String },
     #[error("digit images {path}: {message}")]
     Digits { path: String, message: String },
-    #[error("rule {rule}: {message}")]
-    Rule { rule: String, message: String },
     #[error("template: {message}")]
     Template { message: String },
     #[error("bad --size `{spec}`: {message}")]
@@ -189,8 +186,10 @@ impl Generator {
                 });
             }
         }
-        // Fail early if the rules do not parse.
-        rules::instances(&template)?;
+        // Fail early if the rules do not compile.
+        template.try_rules().map_err(|e| SynthError::Template {
+            message: e.to_string(),
+        })?;
         Ok(Generator {
             template,
             bank,

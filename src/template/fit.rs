@@ -65,7 +65,10 @@ impl FitReport {
     /// Largest absolute offset over all boxes (`INFINITY` when a line is missing, 0 when there
     /// are no boxes).
     pub fn max_abs_mm(&self) -> f64 {
-        self.boxes.iter().map(BoxFit::max_abs_mm).fold(0.0, f64::max)
+        self.boxes
+            .iter()
+            .map(BoxFit::max_abs_mm)
+            .fold(0.0, f64::max)
     }
 
     /// Boxes whose offset exceeds `tol_mm`.

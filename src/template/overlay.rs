@@ -96,7 +96,9 @@ pub fn draw_overlay(
                 b[1] + 0.5
             };
             let (x, y) = (d.map)([b[0], y.max(0.0)]);
-            let scale = ((LABEL_HEIGHT_MM * px_per_mm) / GLYPH_H as f64).round().max(1.0) as i64;
+            let scale = ((LABEL_HEIGHT_MM * px_per_mm) / GLYPH_H as f64)
+                .round()
+                .max(1.0) as i64;
             draw_text(d.img, &f.id, x as i64, y as i64, scale, TEXT);
         }
     }
