@@ -749,7 +749,7 @@ impl Field {
             x1 = x1.max(p[0]);
             y1 = y1.max(p[1]);
         }
-        (!pts.is_empty()).then(|| [x0, y0, x1 - x0, y1 - y0])
+        (!pts.is_empty()).then_some([x0, y0, x1 - x0, y1 - y0])
     }
 }
 
@@ -940,7 +940,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(Box<dyn FnOnce(&mut toml::Table)>, &str)> = vec![
+        type Edit = Box<dyn FnOnce(&mut toml::Table)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|v| {
                     v.insert("schema".into(), 2.into());
@@ -1121,9 +1122,8 @@ mod tests {
         let t = shipped();
         for p in &t.pages {
             let g = p.tag.module_grid();
-            for i in 0..8 {
-                assert!(g[0][i] && g[7][i] && g[i][0] && g[i][7]);
-            }
+            assert!(g[0].iter().chain(&g[7]).all(|b| *b));
+            assert!(g.iter().all(|row| row[0] && row[7]));
             let inner: String = (1..7)
                 .flat_map(|r| (1..7).map(move |c| (r, c)))
                 .map(|(r, c)| if g[r][c] { '1' } else { '0' })
