@@ -16,6 +16,8 @@ enum Command {
     Process(rekap::cli::process::ProcessArgs),
     /// Template tools: validate, overlay, fit check.
     Template(rekap::cli::template::TemplateArgs),
+    /// Generate synthetic photos of filled forms with exact ground truth.
+    Synth(rekap::cli::synth::SynthArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +36,6 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code)
         }
         Command::Template(a) => rekap::cli::template::run(a),
+        Command::Synth(args) => rekap::cli::synth::run(args),
     }
 }

@@ -4,3 +4,4 @@
 pub mod classify;
 pub mod process;
 pub mod template;
+pub mod synth;
