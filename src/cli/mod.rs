@@ -3,5 +3,5 @@
 
 pub mod classify;
 pub mod process;
-pub mod template;
 pub mod synth;
+pub mod template;
