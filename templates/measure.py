@@ -240,7 +240,8 @@ def refine_square(pg: Page, x, y, w, h):
     mx0, mx1 = x + w // 4, x + 3 * w // 4
     hprof = g[my0:my1, :].mean(axis=0)
     vprof = g[:, mx0:mx1].mean(axis=1)
-    ink = float(g[my0:my1, mx0:mx1].mean())
+    # ink level of the print: the darkest samples inside (a tag's interior has white modules)
+    ink = float(np.percentile(g[my0:my1, mx0:mx1], 5))
     left = inside_edge(hprof, x - 4, +1, ink)
     right = inside_edge(hprof, x + w + 3, -1, ink)
     top = inside_edge(vprof, y - 4, +1, ink)
