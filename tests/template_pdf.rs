@@ -1,6 +1,6 @@
-//! The shipped template against the official blank form: every digit box of every page must fit
-//! the printed lines of a `pdftoppm` render within 0.5 mm, and a template shifted by 1 mm must
-//! fail (negative control). Skipped, with a message, when the PDF or pdftoppm is not available.
+//! The shipped template against the official blank form: every digit box, mark square and tag of
+//! every page must fit the print of a `pdftoppm` render within 0.5 mm, and a template shifted by
+//! 1 mm must fail (negative control). Skipped, with a message, when the PDF or pdftoppm is not available.
 
 use rekap::template::fit::{TOLERANCE_MM, measure_fit};
 use rekap::template::{DEFAULT_TEMPLATE_PATH, Template};
@@ -89,12 +89,13 @@ fn every_box_fits_the_official_form_and_a_shift_is_caught() {
         );
         // negative control: every box of the shifted template is off by about SHIFT_MM
         let bad = measure_fit(&img, &shifted, page).unwrap();
+        assert_eq!(rep.marks.len(), 9);
         assert_eq!(
             bad.misfits(TOLERANCE_MM).len(),
-            bad.boxes.len(),
+            bad.boxes.len() + bad.marks.len(),
             "page {page}: a {SHIFT_MM} mm shift must make every box misfit"
         );
-        for b in &bad.boxes {
+        for b in bad.boxes.iter().chain(&bad.marks) {
             let m = b.max_abs_mm();
             assert!(
                 m.is_infinite() || (m - SHIFT_MM).abs() < 0.3,
@@ -132,7 +133,8 @@ fn cli_check_exit_status_follows_the_fit() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["pages"], 3);
-    assert_eq!(v["fit"]["boxes_over_tolerance"], 0);
+    assert_eq!(v["fit"]["over_tolerance"], 0);
+    assert_eq!(v["fit"]["marks_checked"], 9);
     assert!(v["fit"]["max_offset_mm"].as_f64().unwrap() <= TOLERANCE_MM);
     let ov = image::open(&overlay).unwrap();
     let src = image::open(page3).unwrap();
