@@ -638,8 +638,8 @@ def measure(paths, dpi):
                         "id": f"{vid}.bubbles",
                         "page": 2,
                         "kind": "bubbles",
-                        "label_id": f"Bulatan angka suara sah pasangan calon nomor urut {n}"
-                        " (hitamkan bulatan sesuai isian angka pada kotak)",
+                        "label_id": f"Bulatan suara sah pasangan calon nomor urut {n}"
+                        " (hitamkan bulatan ini sesuai dengan isian angka pada kotak)",
                         "label_en": f"Digit bubbles for the votes of candidate pair {n}",
                         "of": vid,
                         "columns": cols,
@@ -703,8 +703,8 @@ def measure(paths, dpi):
                         fid,
                         3,
                         gp,
-                        f"Ditetapkan: {lid.lower()} ({lid})",
-                        f"Date signed: {len_.lower()}",
+                        f"Ditetapkan, {lid.lower()}",
+                        f"Date the record was adopted: {len_.lower()}",
                         kind="date",
                     )
                 )
