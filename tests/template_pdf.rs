@@ -1,6 +1,7 @@
 //! The shipped template against the official blank form: every digit box, mark square and tag of
 //! every page must fit the print of a `pdftoppm` render within 0.5 mm, and a template shifted by
-//! 1 mm must fail (negative control). Skipped, with a message, when the PDF or pdftoppm is not available.
+//! 1 mm must fail (negative control). Skipped, with a message, when the PDF (`$REKAP_FORM_PDF` or
+//! `../shared/forms/C.HASIL-PPWP.pdf`) or pdftoppm is not available.
 
 use rekap::template::fit::{TOLERANCE_MM, measure_fit};
 use rekap::template::{DEFAULT_TEMPLATE_PATH, Template};
@@ -12,8 +13,12 @@ const DPI: u32 = 150;
 /// Shift of the negative control, in mm (twice the tolerance).
 const SHIFT_MM: f64 = 1.0;
 
+/// The blank form: `$REKAP_FORM_PDF` if set, else the repository's shared copy.
 fn pdf_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/forms/C.HASIL-PPWP.pdf")
+    std::env::var_os("REKAP_FORM_PDF").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/forms/C.HASIL-PPWP.pdf"),
+        PathBuf::from,
+    )
 }
 
 fn have_pdftoppm() -> bool {
