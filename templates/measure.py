@@ -240,7 +240,8 @@ def refine_square(pg: Page, x, y, w, h):
     mx0, mx1 = x + w // 4, x + 3 * w // 4
     hprof = g[my0:my1, :].mean(axis=0)
     vprof = g[:, mx0:mx1].mean(axis=1)
-    ink = float(g[my0:my1, mx0:mx1].mean())
+    # ink level of the print: the darkest samples inside (a tag's interior has white modules)
+    ink = float(np.percentile(g[my0:my1, mx0:mx1], 5))
     left = inside_edge(hprof, x - 4, +1, ink)
     right = inside_edge(hprof, x + w + 3, -1, ink)
     top = inside_edge(vprof, y - 4, +1, ink)
@@ -637,8 +638,8 @@ def measure(paths, dpi):
                         "id": f"{vid}.bubbles",
                         "page": 2,
                         "kind": "bubbles",
-                        "label_id": f"Bulatan angka suara sah pasangan calon nomor urut {n}"
-                        " (hitamkan bulatan sesuai isian angka pada kotak)",
+                        "label_id": f"Bulatan suara sah pasangan calon nomor urut {n}"
+                        " (hitamkan bulatan ini sesuai dengan isian angka pada kotak)",
                         "label_en": f"Digit bubbles for the votes of candidate pair {n}",
                         "of": vid,
                         "columns": cols,
@@ -702,8 +703,8 @@ def measure(paths, dpi):
                         fid,
                         3,
                         gp,
-                        f"Ditetapkan: {lid.lower()} ({lid})",
-                        f"Date signed: {len_.lower()}",
+                        f"Ditetapkan, {lid.lower()}",
+                        f"Date the record was adopted: {len_.lower()}",
                         kind="date",
                     )
                 )

@@ -66,7 +66,10 @@ struct FitSummary {
     /// Largest absolute offset; `null` when some edge had no detectable line.
     max_offset_mm: Option<f64>,
     boxes_checked: usize,
-    boxes_over_tolerance: usize,
+    /// Mark squares and the tag.
+    marks_checked: usize,
+    /// Boxes, mark squares or tag off by more than the tolerance.
+    over_tolerance: usize,
     report: FitReport,
 }
 
@@ -114,7 +117,8 @@ fn check(args: CheckArgs) -> Result<()> {
             tolerance_mm: TOLERANCE_MM,
             max_offset_mm: max.is_finite().then_some(max),
             boxes_checked: report.boxes.len(),
-            boxes_over_tolerance: report.misfits(TOLERANCE_MM).len(),
+            marks_checked: report.marks.len(),
+            over_tolerance: report.misfits(TOLERANCE_MM).len(),
             report,
         });
     }
@@ -124,12 +128,12 @@ fn check(args: CheckArgs) -> Result<()> {
         print_text(&summary, args.out.as_ref());
     }
     if let Some(f) = &summary.fit
-        && f.boxes_over_tolerance > 0
+        && f.over_tolerance > 0
     {
         bail!(
-            "{} of {} boxes on page {} are off by more than {} mm (max {})",
-            f.boxes_over_tolerance,
-            f.boxes_checked,
+            "{} of {} boxes/marks on page {} are off by more than {} mm (max {})",
+            f.over_tolerance,
+            f.boxes_checked + f.marks_checked,
             f.page,
             TOLERANCE_MM,
             f.max_offset_mm
@@ -155,19 +159,22 @@ fn print_text(s: &Summary, out: Option<&PathBuf>) {
     );
     let Some(f) = &s.fit else { return };
     println!(
-        "fit on {} (page {}, {:.3} px/mm): {} boxes, max offset {}, {} over {} mm",
+        "fit on {} (page {}, {:.3} px/mm): {} boxes + {} mark squares/tag, max offset {}, {} over {} mm",
         f.image,
         f.page,
         f.px_per_mm,
         f.boxes_checked,
+        f.marks_checked,
         f.max_offset_mm
             .map_or("n/a (a line was not found)".to_string(), |m| format!(
                 "{m:.3} mm"
             )),
-        f.boxes_over_tolerance,
+        f.over_tolerance,
         f.tolerance_mm
     );
-    println!("  worst boxes (offset per edge, mm; + = printed edge lies outwards):");
+    println!(
+        "  worst (offset per edge, mm; + = printed edge lies outwards of a box, inwards of a mark):"
+    );
     for b in f.report.worst(WORST_SHOWN) {
         let edges: Vec<String> = EDGE_NAMES
             .iter()
