@@ -23,8 +23,7 @@ pub mod snap;
 pub use homography::Homography;
 
 use crate::template::{Page, RectMm, Template};
-use image::{GrayImage, Luma};
-use imageproc::region_labelling::{Connectivity, connected_components};
+use image::GrayImage;
 use sample::{bilinear, downscale};
 use serde::{Deserialize, Serialize};
 
@@ -139,10 +138,10 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     let factor = (w.max(h) / WORK_LONG_SIDE).max(1);
     let small = downscale(gray, factor);
     let t1 = t0.elapsed();
-    let (squares, bowties) = find_squares(&small);
+    let (squares, bowties, bin) = find_squares(&small);
     let t2 = t0.elapsed();
     let f = factor as f64;
-    let candidates = pair_marks(&squares, &bowties, f);
+    let candidates = pair_marks(&bin, &squares, &bowties, f);
     tracing::debug!(
         ?t1,
         ?t2,
@@ -152,7 +151,8 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     );
     // Group pages that share the mark layout and tag position (all pages of the shipped
     // template do): one tag read per candidate pose then serves every page of the group.
-    let mut groups: Vec<([[f64; 2]; 4], RectMm, Vec<&Page>)> = Vec::new();
+    type Group<'a> = ([[f64; 2]; 4], RectMm, Vec<&'a Page>);
+    let mut groups: Vec<Group> = Vec::new();
     for page in &template.pages {
         let Some(marks) = corner_marks(page) else {
             return Err(AlignError::TemplateMarks(page.number));
@@ -193,34 +193,17 @@ fn corner_marks(page: &Page) -> Option<[[f64; 2]; 4]> {
 
 /// Square-like blobs, and bowtie-shaped blobs (a mark whose two squares stayed joined at their
 /// touching corner) as mark candidates in working-image pixels.
-fn find_squares(small: &GrayImage) -> (Vec<Square>, Vec<MarkCandidate>) {
+fn find_squares(small: &GrayImage) -> (Vec<Square>, Vec<MarkCandidate>, GrayImage) {
     let (w, h) = small.dimensions();
     let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
     let bin = dark_mask(small, radius, DARK_DELTA);
     // Dark = 0. Grow the white by one pixel so squares touching at a corner separate.
     let bin = max3x3(&bin);
-    let labels = connected_components(&bin, Connectivity::Four, Luma([255u8]));
-    let n = labels.iter().copied().max().unwrap_or(0) as usize;
-    // Moments per label: count, sx, sy, sxx, syy, sxy.
-    let mut m = vec![[0f64; 6]; n + 1];
-    for (x, y, l) in labels.enumerate_pixels() {
-        let l = l[0] as usize;
-        if l == 0 {
-            continue;
-        }
-        let (xf, yf) = (x as f64 + 0.5, y as f64 + 0.5);
-        let e = &mut m[l];
-        e[0] += 1.0;
-        e[1] += xf;
-        e[2] += yf;
-        e[3] += xf * xf;
-        e[4] += yf * yf;
-        e[5] += xf * yf;
-    }
+    let m = dark_component_moments(&bin);
     let max_area = (w as f64 * h as f64 * MAX_SQUARE_AREA_FRACTION).max(MIN_SQUARE_AREA as f64);
     let mut out = Vec::new();
     let mut bowties = Vec::new();
-    for e in m.iter().skip(1) {
+    for e in m.iter() {
         let a = e[0];
         if a < MIN_SQUARE_AREA as f64 || a > 2.0 * max_area {
             continue;
@@ -262,7 +245,7 @@ fn find_squares(small: &GrayImage) -> (Vec<Square>, Vec<MarkCandidate>) {
             badness: ratio * (1.0 + (area_rel - 1.0).abs()),
         });
     }
-    (out, bowties)
+    (out, bowties, bin)
 }
 
 /// Two squares of side `s` touching at a corner: area `2 s^2`, principal variances `7 s^2 / 12`
@@ -298,27 +281,92 @@ fn bowtie(
     }
     let n = (ux * ux + uy * uy).sqrt();
     let (ux, uy) = (ux / n, uy / n);
-    let (vx, vy) = (-uy, ux);
     let side = (a / 2.0).sqrt() + 2.0 * SHRINK_PX;
     let d = side / std::f64::consts::SQRT_2;
-    let dark_at = |x: f64, y: f64| -> Option<bool> {
-        let (xi, yi) = (x.floor(), y.floor());
-        if xi < 0.0 || yi < 0.0 || xi >= bin.width() as f64 || yi >= bin.height() as f64 {
-            return None;
-        }
-        Some(bin.get_pixel(xi as u32, yi as u32)[0] == 0)
-    };
-    let centres_dark = dark_at(cx + d * ux, cy + d * uy)? && dark_at(cx - d * ux, cy - d * uy)?;
-    let quadrants_light =
-        !dark_at(cx + d * vx, cy + d * vy)? && !dark_at(cx - d * vx, cy - d * vy)?;
-    if !(centres_dark && quadrants_light) {
-        return None;
-    }
+    let iso = mark_shape(bin, [cx, cy], [2.0 * d * ux, 2.0 * d * uy])?;
     Some(MarkCandidate {
         x: cx,
         y: cy,
-        badness: (r1 - 1.0).abs() + (r2 - 1.0).abs() + 2.0,
+        badness: (r1 - 1.0).abs() + (r2 - 1.0).abs() + 2.0 + ISOLATION_WEIGHT * (1.0 - iso),
     })
+}
+
+/// Moments `[count, Σx, Σy, Σx², Σy², Σxy]` (pixel centres) of every 4-connected dark (0)
+/// component, from horizontal runs joined by union-find: cost grows with the number of runs,
+/// not pixels, which matters on multi-megapixel photos where ink covers a few percent.
+fn dark_component_moments(bin: &GrayImage) -> Vec<[f64; 6]> {
+    let (w, h) = (bin.width() as usize, bin.height() as usize);
+    let raw = bin.as_raw();
+    // Runs: (y, x0, x1 inclusive).
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    let mut row_start = Vec::with_capacity(h + 1);
+    for y in 0..h {
+        row_start.push(runs.len());
+        let row = &raw[y * w..(y + 1) * w];
+        let mut x = 0;
+        while x < w {
+            if row[x] == 0 {
+                let x0 = x;
+                while x < w && row[x] == 0 {
+                    x += 1;
+                }
+                runs.push((y, x0, x - 1));
+            } else {
+                x += 1;
+            }
+        }
+    }
+    row_start.push(runs.len());
+    let mut parent: Vec<usize> = (0..runs.len()).collect();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for y in 1..h {
+        let (mut i, iend) = (row_start[y], row_start[y + 1]);
+        let (mut j, jend) = (row_start[y - 1], row_start[y]);
+        // Two-pointer sweep over overlapping runs of consecutive rows.
+        while i < iend && j < jend {
+            let (_, a0, a1) = runs[i];
+            let (_, b0, b1) = runs[j];
+            if a0 <= b1 && b0 <= a1 {
+                let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                if ri != rj {
+                    parent[ri.max(rj)] = ri.min(rj);
+                }
+            }
+            if a1 < b1 { i += 1 } else { j += 1 }
+        }
+    }
+    let mut index = vec![usize::MAX; runs.len()];
+    let mut out: Vec<[f64; 6]> = Vec::new();
+    for (k, &(y, x0, x1)) in runs.iter().enumerate() {
+        let r = find(&mut parent, k);
+        if index[r] == usize::MAX {
+            index[r] = out.len();
+            out.push([0.0; 6]);
+        }
+        let n = (x1 - x0 + 1) as f64;
+        // Sums over pixel centres x + 0.5 for x in x0..=x1:
+        // Σ(x+0.5) = Σx + n/2 and Σ(x+0.5)² = Σx² + Σx + n/4, with Σx² = f(x1) - f(x0-1).
+        let f = |k: f64| k * (k + 1.0) * (2.0 * k + 1.0) / 6.0;
+        let s1 = n * (x0 as f64 + x1 as f64) / 2.0;
+        let s2 = f(x1 as f64) - f(x0 as f64 - 1.0);
+        let sx = s1 + n / 2.0;
+        let sxx = s2 + s1 + n / 4.0;
+        let yc = y as f64 + 0.5;
+        let e = &mut out[index[r]];
+        e[0] += n;
+        e[1] += sx;
+        e[2] += n * yc;
+        e[3] += sxx;
+        e[4] += n * yc * yc;
+        e[5] += yc * sx;
+    }
+    out
 }
 
 /// Adaptive threshold: 0 where a pixel is more than `delta` below the mean of the
@@ -385,7 +433,81 @@ fn max3x3(img: &GrayImage) -> GrayImage {
         .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
 }
 
-fn pair_marks(squares: &[Square], bowties: &[MarkCandidate], factor: f64) -> Vec<MarkCandidate> {
+/// Share of the isolation ring around a mark that must be paper: marks sit in the margin.
+const MIN_ISOLATION: f64 = 0.75;
+/// Radius of the isolation ring in units of the square-centre distance.
+const ISOLATION_RADIUS: f64 = 1.6;
+const ISOLATION_SAMPLES: usize = 24;
+/// Weight of missing isolation in a candidate's badness.
+const ISOLATION_WEIGHT: f64 = 5.0;
+
+/// Check the shape of a mark candidate on the dark mask: centre `c`, `diag` the vector from one
+/// square's centre to the other's. Dark at both square centres, light at the two empty
+/// quadrants, and mostly light on a ring around it. Returns the ring's light share.
+fn mark_shape(bin: &GrayImage, c: [f64; 2], diag: [f64; 2]) -> Option<f64> {
+    let dark_at = |x: f64, y: f64| -> Option<bool> {
+        if x < 0.0 || y < 0.0 || x >= bin.width() as f64 || y >= bin.height() as f64 {
+            return None;
+        }
+        Some(bin.get_pixel(x as u32, y as u32)[0] == 0)
+    };
+    let (hx, hy) = (diag[0] / 2.0, diag[1] / 2.0);
+    // The squares' edges run at 45 degrees to `diag`; side = |diag| / sqrt(2).
+    let len = (diag[0] * diag[0] + diag[1] * diag[1]).sqrt();
+    if len < 1e-9 {
+        return None;
+    }
+    let side = len / std::f64::consts::SQRT_2;
+    let e1 = [
+        (diag[0] - diag[1]) / (len * std::f64::consts::SQRT_2),
+        (diag[1] + diag[0]) / (len * std::f64::consts::SQRT_2),
+    ];
+    let e2 = [-e1[1], e1[0]];
+    // 3x3 samples over the inner 60 % of a square centred at q; count those matching `dark`.
+    let grid = |q: [f64; 2], dark: bool| -> Option<usize> {
+        let mut hits = 0;
+        for a in [-0.3, 0.0, 0.3] {
+            for b in [-0.3, 0.0, 0.3] {
+                let x = q[0] + side * (a * e1[0] + b * e2[0]);
+                let y = q[1] + side * (a * e1[1] + b * e2[1]);
+                if dark_at(x, y)? == dark {
+                    hits += 1;
+                }
+            }
+        }
+        Some(hits)
+    };
+    // At most one sample per square may disagree (noise, a stray speck).
+    const MIN_GRID_HITS: usize = 8;
+    let squares_dark = grid([c[0] + hx, c[1] + hy], true)? >= MIN_GRID_HITS
+        && grid([c[0] - hx, c[1] - hy], true)? >= MIN_GRID_HITS;
+    let quadrants_light = grid([c[0] - hy, c[1] + hx], false)? >= MIN_GRID_HITS
+        && grid([c[0] + hy, c[1] - hx], false)? >= MIN_GRID_HITS;
+    if !(squares_dark && quadrants_light) {
+        return None;
+    }
+    let r = ISOLATION_RADIUS * (diag[0] * diag[0] + diag[1] * diag[1]).sqrt();
+    let mut light = 0usize;
+    let mut n = 0usize;
+    for k in 0..ISOLATION_SAMPLES {
+        let a = k as f64 * std::f64::consts::TAU / ISOLATION_SAMPLES as f64;
+        if let Some(d) = dark_at(c[0] + r * a.cos(), c[1] + r * a.sin()) {
+            n += 1;
+            if !d {
+                light += 1;
+            }
+        }
+    }
+    let share = if n == 0 { 0.0 } else { light as f64 / n as f64 };
+    (share >= MIN_ISOLATION).then_some(share)
+}
+
+fn pair_marks(
+    bin: &GrayImage,
+    squares: &[Square],
+    bowties: &[MarkCandidate],
+    factor: f64,
+) -> Vec<MarkCandidate> {
     let mut out: Vec<MarkCandidate> = bowties
         .iter()
         .map(|b| MarkCandidate {
@@ -406,10 +528,18 @@ fn pair_marks(squares: &[Square], bowties: &[MarkCandidate], factor: f64) -> Vec
             if rel < PAIR_DISTANCE_RANGE.0 || rel > PAIR_DISTANCE_RANGE.1 {
                 continue;
             }
+            let c = [(a.cx + b.cx) / 2.0, (a.cy + b.cy) / 2.0];
+            let Some(iso) = mark_shape(bin, c, [b.cx - a.cx, b.cy - a.cy]) else {
+                continue;
+            };
             out.push(MarkCandidate {
-                x: (a.cx + b.cx) / 2.0 * factor,
-                y: (a.cy + b.cy) / 2.0 * factor,
-                badness: a.badness + b.badness + ratio + (rel - std::f64::consts::SQRT_2).abs(),
+                x: c[0] * factor,
+                y: c[1] * factor,
+                badness: a.badness
+                    + b.badness
+                    + ratio
+                    + (rel - std::f64::consts::SQRT_2).abs()
+                    + ISOLATION_WEIGHT * (1.0 - iso),
             });
         }
     }
@@ -778,4 +908,44 @@ fn square_centroid(
         return None;
     }
     Some([sx / s, sy / s])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Luma;
+    use imageproc::region_labelling::{Connectivity, connected_components};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The run-based labelling gives the same components and moments as imageproc's.
+        #[test]
+        fn run_moments_match_pixel_labelling(seed in 0u64..1000, density in 0.05f64..0.6) {
+            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let img = GrayImage::from_fn(37, 23, |_, _| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = (state >> 33) as f64 / (1u64 << 31) as f64;
+                Luma([if u < density { 0 } else { 255 }])
+            });
+            let labels = connected_components(&img, Connectivity::Four, Luma([255u8]));
+            let n = labels.iter().copied().max().unwrap_or(0) as usize;
+            let mut want = vec![[0f64; 6]; n];
+            for (x, y, l) in labels.enumerate_pixels() {
+                if l[0] == 0 { continue; }
+                let (xf, yf) = (x as f64 + 0.5, y as f64 + 0.5);
+                let e = &mut want[l[0] as usize - 1];
+                e[0] += 1.0; e[1] += xf; e[2] += yf; e[3] += xf * xf; e[4] += yf * yf; e[5] += xf * yf;
+            }
+            let mut got = dark_component_moments(&img);
+            let key = |e: &[f64; 6]| (e[0] as i64, (e[1] * 2.0) as i64, (e[2] * 2.0) as i64);
+            want.sort_by_key(key);
+            got.sort_by_key(key);
+            prop_assert_eq!(want.len(), got.len());
+            for (a, b) in want.iter().zip(&got) {
+                for k in 0..6 {
+                    prop_assert!((a[k] - b[k]).abs() < 1e-6, "{:?} vs {:?}", a, b);
+                }
+            }
+        }
+    }
 }
