@@ -2,4 +2,5 @@
 //! dispatches; each module owns its argument struct and its `run` function.
 
 pub mod classify;
+pub mod eval;
 pub mod process;
