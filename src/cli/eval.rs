@@ -95,15 +95,15 @@ struct JsonOut<'a> {
 fn load(truth: &Path, path: &Path) -> anyhow::Result<(ResultsFile, Vec<Scored>, Vec<Problem>)> {
     let rf = read_results(path)?;
     let (scored, problems) = pair_with_truth(truth, &rf);
-    if scored.is_empty() {
-        if let Some((res, tr)) = whole_file_template_mismatch(&rf, truth) {
-            bail!(
-                "{} is from another template: its results name template {res:?} but the truth \
-                 in {} is for template {tr:?}; nothing scored",
-                path.display(),
-                truth.display()
-            );
-        }
+    if scored.is_empty()
+        && let Some((res, tr)) = whole_file_template_mismatch(&rf, truth)
+    {
+        bail!(
+            "{} is from another template: its results name template {res:?} but the truth \
+             in {} is for template {tr:?}; nothing scored",
+            path.display(),
+            truth.display()
+        );
     }
     Ok((rf, scored, problems))
 }
@@ -147,10 +147,10 @@ pub fn summary_text(runs: &[(&str, &Metrics)]) -> String {
     s.push('\n');
     for (k, v) in first {
         let _ = write!(s, "{k:<42} {:>16}", fmt_num(*v));
-        if let Some(second) = heads.get(1) {
-            if let Some((_, v2)) = second.iter().find(|(k2, _)| k2 == k) {
-                let _ = write!(s, " {:>16} {:>+14.6}", fmt_num(*v2), v2 - v);
-            }
+        if let Some(second) = heads.get(1)
+            && let Some((_, v2)) = second.iter().find(|(k2, _)| k2 == k)
+        {
+            let _ = write!(s, " {:>16} {:>+14.6}", fmt_num(*v2), v2 - v);
         }
         s.push('\n');
     }
@@ -343,10 +343,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
     let Some(truth_dir) = args.truth.clone() else {
         bail!("--truth DIR is required");
     };
-    if let Some(t) = args.tune {
-        if !(t > 0.0 && t < 1.0) {
-            bail!("--tune TARGET must be a rate between 0 and 1 (e.g. 0.001), got {t}");
-        }
+    if let Some(t) = args.tune
+        && !(t > 0.0 && t < 1.0)
+    {
+        bail!("--tune TARGET must be a rate between 0 and 1 (e.g. 0.001), got {t}");
     }
     let mut loaded = Vec::new();
     for (i, p) in args.results.iter().enumerate() {

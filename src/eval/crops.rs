@@ -127,12 +127,12 @@ pub fn attach_images(cases: &mut [GalleryCase], bases: &[PathBuf]) {
             c.image_note = "no source (page not read)".into();
             continue;
         };
-        if let Some(crop) = src.crop.as_deref() {
-            if let Some(bytes) = resolve(crop, bases).and_then(|p| std::fs::read(p).ok()) {
-                c.image = Some(data_uri(&bytes));
-                c.image_note = format!("crop {crop}");
-                continue;
-            }
+        if let Some(crop) = src.crop.as_deref()
+            && let Some(bytes) = resolve(crop, bases).and_then(|p| std::fs::read(p).ok())
+        {
+            c.image = Some(data_uri(&bytes));
+            c.image_note = format!("crop {crop}");
+            continue;
         }
         by_photo.entry(src.file.clone()).or_default().push(i);
     }
