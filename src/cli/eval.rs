@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 pub const EVAL_SCHEMA: &str = "rekap-eval/1";
 /// Flagged fields shown in the report's gallery (besides every silent error).
 const DEFAULT_GALLERY_FLAGS: usize = 50;
+/// Fields listed by name in the terminal summary's silent errors (the report lists all).
+const SUMMARY_WORST_FIELDS: usize = 10;
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -137,9 +139,13 @@ pub fn summary_text(runs: &[(&str, &Metrics)]) -> String {
     let Some(first) = heads.first() else {
         return s;
     };
+    let labels = ["first", "second"];
+    for (i, (n, _)) in runs.iter().enumerate() {
+        let _ = writeln!(s, "{}: {n}", labels[i % 2]);
+    }
     let _ = write!(s, "{:<42}", "measure");
-    for (n, _) in runs {
-        let _ = write!(s, " {:>16}", truncate(n, 16));
+    for i in 0..runs.len() {
+        let _ = write!(s, " {:>16}", labels[i % 2]);
     }
     if runs.len() == 2 {
         let _ = write!(s, " {:>14}", "delta");
@@ -183,7 +189,20 @@ pub fn summary_text(runs: &[(&str, &Metrics)]) -> String {
             sb.silently_wrong.count,
             100.0 * sb.silently_wrong.upper95
         );
-        for p in f.per_field.iter().filter(|p| p.silent_errors.count > 0) {
+        let mut worst: Vec<_> = f
+            .per_field
+            .iter()
+            .filter(|p| p.silent_errors.count > 0)
+            .collect();
+        worst.sort_by_key(|p| std::cmp::Reverse(p.silent_errors.count));
+        if worst.len() > SUMMARY_WORST_FIELDS {
+            let _ = writeln!(
+                s,
+                "  ({} fields have silent errors; the {SUMMARY_WORST_FIELDS} worst:)",
+                worst.len()
+            );
+        }
+        for p in worst.iter().take(SUMMARY_WORST_FIELDS) {
             let _ = writeln!(
                 s,
                 "  silent errors in {}: {} of {} (bound {:.4}%)",
@@ -256,15 +275,6 @@ pub fn summary_text(runs: &[(&str, &Metrics)]) -> String {
         s.push('\n');
     }
     s
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    let chars: Vec<char> = s.chars().collect();
-    if chars.len() <= n {
-        s.to_string()
-    } else {
-        chars[chars.len() - n..].iter().collect()
-    }
 }
 
 fn fmt_num(x: f64) -> String {

@@ -612,14 +612,30 @@ fn box_metrics(boxes: &[BoxRow]) -> BoxMetrics {
         accuracy: Rate::new(correct, boxes.len() as u64),
         labels: labels.iter().map(|l| l.to_string()).collect(),
         confusion,
-        by_condition: groups
-            .into_iter()
-            .map(|((condition, bucket), (c, n))| ConditionRow {
-                condition,
-                bucket,
-                accuracy: Rate::new(c, n),
-            })
-            .collect(),
+        by_condition: {
+            let mut rows: Vec<ConditionRow> = groups
+                .into_iter()
+                .map(|((condition, bucket), (c, n))| ConditionRow {
+                    condition,
+                    bucket,
+                    accuracy: Rate::new(c, n),
+                })
+                .collect();
+            // Rotations in numeric order (0, 90, 180, 270), sizes small to large.
+            let order = |r: &ConditionRow| {
+                let rank = match r.condition.as_str() {
+                    "size" => SIZE_BUCKETS_MP
+                        .iter()
+                        .position(|(_, n)| *n == r.bucket)
+                        .unwrap_or(usize::MAX),
+                    "rotation" => r.bucket.parse::<usize>().unwrap_or(usize::MAX),
+                    _ => 0,
+                };
+                (r.condition.clone(), rank, r.bucket.clone())
+            };
+            rows.sort_by_key(order);
+            rows
+        },
     }
 }
 

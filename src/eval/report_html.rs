@@ -204,13 +204,17 @@ pub fn risk_coverage_svg(
                 s,
                 "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"none\" stroke=\"{colour}\" \
                  stroke-width=\"2\"><title>{} operating point: coverage {:.4}, risk {:.5}</title>\
-                 </circle><text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{} now</text>",
+                 </circle><text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{}</text>",
                 esc(name),
                 op.coverage,
                 op.risk,
-                x - 40.0,
-                y - 8.0,
-                esc(name)
+                x + 7.0,
+                y - 7.0,
+                if runs.len() > 1 {
+                    ["first now", "second now"][r % 2]
+                } else {
+                    "now"
+                }
             );
         }
     }
@@ -271,13 +275,15 @@ fn confusion_table(m: &Metrics) -> String {
     s
 }
 
-fn run_sections(run: &Run, out: &mut String) {
+fn run_sections(index: usize, run: &Run, out: &mut String) {
     let m = &run.eval.metrics;
     let name = esc(&run.name);
+    // Section anchors by run number (names are paths and may repeat).
+    let id = index + 1;
     let f = &m.fields;
     let _ = write!(
         out,
-        "<h2 id=\"boxes-{name}\">Box level — {name}</h2>\
+        "<h2 id=\"boxes-{id}\">Box level — {name}</h2>\
          <p>Box accuracy <b>{}</b> ({} of {} boxes of fields whose page was found).</p>\
          <h3>Confusion matrix (rows: truth, columns: read)</h3>{}\
          <h3>Accuracy by condition</h3>{}",
@@ -302,7 +308,7 @@ fn run_sections(run: &Run, out: &mut String) {
     );
     let _ = write!(
         out,
-        "<h2 id=\"fields-{name}\">Field level — {name}</h2>{}",
+        "<h2 id=\"fields-{id}\">Field level — {name}</h2>{}",
         table_rows(
             &[
                 vec!["fields scored".into(), f.scored.to_string(), String::new()],
@@ -399,7 +405,7 @@ fn run_sections(run: &Run, out: &mut String) {
     let s = &m.submissions;
     let _ = write!(
         out,
-        "<h2 id=\"submissions-{name}\">Submissions — {name}</h2>{}",
+        "<h2 id=\"submissions-{id}\">Submissions — {name}</h2>{}",
         table_rows(
             &[
                 vec!["scored".into(), s.scored.to_string(), String::new()],
@@ -438,7 +444,7 @@ fn run_sections(run: &Run, out: &mut String) {
     let o = &m.officer_errors;
     let _ = write!(
         out,
-        "<h2 id=\"officer-{name}\">Officer errors — {name}</h2><p>Recall <b>{}</b> ({} of {} \
+        "<h2 id=\"officer-{id}\">Officer errors — {name}</h2><p>Recall <b>{}</b> ({} of {} \
          officer errors flagged; {} without a rule id or bubble mismatch not checkable).</p>{}",
         pct(o.recall.rate),
         o.recall.count,
@@ -509,13 +515,13 @@ fn run_sections(run: &Run, out: &mut String) {
     }
     let _ = write!(
         out,
-        "<h2 id=\"pages-{name}\">Pages — {name}</h2>{}",
+        "<h2 id=\"pages-{id}\">Pages — {name}</h2>{}",
         table_rows(&rows, &["measure", "count", "value"])
     );
     let c = &m.confidence;
     let _ = write!(
         out,
-        "<h2 id=\"confidence-{name}\">Confidence — {name}</h2><p>Expected calibration error \
+        "<h2 id=\"confidence-{id}\">Confidence — {name}</h2><p>Expected calibration error \
          (10 bins, {} fields read): <b>{:.4}</b>. Threshold-decided fields: {}.</p>{}",
         c.fields,
         c.ece,
@@ -560,14 +566,11 @@ fn run_sections(run: &Run, out: &mut String) {
     }
     let _ = write!(
         out,
-        "<h2 id=\"speed-{name}\">Speed — {name}</h2>{}",
+        "<h2 id=\"speed-{id}\">Speed — {name}</h2>{}",
         table_rows(&rows, &["measure", "value"])
     );
     if !run.problems.is_empty() {
-        let _ = write!(
-            out,
-            "<h2 id=\"problems-{name}\">Not scored — {name}</h2><ul>"
-        );
+        let _ = write!(out, "<h2 id=\"problems-{id}\">Not scored — {name}</h2><ul>");
         for p in run.problems {
             let _ = write!(out, "<li>{}</li>", esc(&p.to_string()));
         }
@@ -736,8 +739,8 @@ pub fn render(input: &ReportInput) -> String {
         reliability_svg(&rel),
         risk_coverage_svg(&rc)
     );
-    for run in &input.runs {
-        run_sections(run, &mut out);
+    for (i, run) in input.runs.iter().enumerate() {
+        run_sections(i, run, &mut out);
     }
     gallery(input.gallery, &mut out);
     out.push_str("</body></html>\n");
