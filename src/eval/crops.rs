@@ -175,3 +175,68 @@ pub fn attach_images(cases: &mut [GalleryCase], bases: &[PathBuf]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_crop_is_upright_for_a_rotated_page() {
+        // Photo: left half black, right half white. The field lies rotated a quarter turn: its
+        // top edge runs down the photo at x = 80 (white side), its bottom edge at x = 20 (black).
+        let photo =
+            GrayImage::from_fn(100, 100, |x, _| image::Luma([if x < 50 { 0 } else { 255 }]));
+        let boxes = [[[80.0, 20.0], [80.0, 80.0], [20.0, 80.0], [20.0, 20.0]]];
+        let png = cut_crop(&photo, &boxes).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_luma8();
+        let (w, h) = img.dimensions();
+        // Square box: 64 px high and wide, plus the margins.
+        let m = (CUT_BOX_HEIGHT_PX * CUT_MARGIN).round() as u32;
+        assert_eq!((w, h), (64 + 2 * m, 64 + 2 * m));
+        assert_eq!(
+            img.get_pixel(w / 2, m + 4)[0],
+            255,
+            "top of the field is the white side"
+        );
+        assert_eq!(
+            img.get_pixel(w / 2, h - m - 4)[0],
+            0,
+            "bottom is the black side"
+        );
+    }
+
+    #[test]
+    fn sample_keeps_silent_errors_and_caps_flags() {
+        let f = |status, correct| FieldOutcome {
+            submission: "s".into(),
+            field: "f".into(),
+            page: Some(1),
+            truth: Some(1),
+            truth_boxes: vec![],
+            read: Some(if correct { 1 } else { 2 }),
+            read_boxes: vec![],
+            status,
+            confidence: 0.5,
+            flags: vec![],
+            correct,
+            officer_related: false,
+            source: None,
+        };
+        let mut fields = vec![f(FieldStatus::Accepted, false); 3];
+        fields.extend(vec![f(FieldStatus::Flagged, true); 100]);
+        fields.push(f(FieldStatus::Flagged, false));
+        fields.push(f(FieldStatus::Accepted, true));
+        let cases = select_cases(&fields, 10);
+        assert_eq!(
+            cases
+                .iter()
+                .filter(|c| c.kind == CaseKind::SilentError)
+                .count(),
+            3
+        );
+        let flags: Vec<_> = cases.iter().filter(|c| c.kind == CaseKind::Flag).collect();
+        assert_eq!(flags.len(), 10);
+        // The misread flagged field comes first in the sample.
+        assert!(!flags[0].outcome.correct);
+    }
+}
