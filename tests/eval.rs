@@ -138,7 +138,7 @@ fn write_set(dir: &Path) -> (PathBuf, PathBuf) {
         std::fs::create_dir_all(truth_dir.join(sub)).unwrap();
         std::fs::write(truth_dir.join(sub).join("truth.json"), t.to_string()).unwrap();
     }
-    let results = vec![
+    let results = [
         result(
             "s1",
             "accepted",
