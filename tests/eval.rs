@@ -456,6 +456,20 @@ fn tuning_meets_target_with_fewest_reviews() {
     assert!(err.contains("29"), "{err}");
 }
 
+#[test]
+fn cli_unreachable_tune_target_writes_no_toml_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, r) = write_set(dir.path());
+    let out = dir.path().join("decide.toml");
+    let mut a = args(&t, vec![r]);
+    a.tune = Some(0.1);
+    a.tune_out = out.clone();
+    a.json = Some(dir.path().join("m.json"));
+    assert_eq!(run(a).unwrap(), rekap::cli::eval::TUNE_FAILED_EXIT);
+    assert!(!out.exists());
+    assert!(dir.path().join("m.json").exists());
+}
+
 fn args(truth: &Path, results: Vec<PathBuf>) -> EvalArgs {
     EvalArgs {
         results,

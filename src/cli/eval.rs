@@ -1,6 +1,7 @@
 //! `rekap eval --truth DIR RESULTS.jsonl [RESULTS_B.jsonl]`: measure OCR error rates and trust
 //! against ground truth; terminal summary on stdout, optional HTML report, JSON metrics, per-box
-//! CSV, and `--tune` of the acceptance threshold. Exit status 1 only when nothing could be scored.
+//! CSV, and `--tune` of the acceptance threshold. Exit status 1 only when nothing could be scored;
+//! 2 when `--tune` cannot meet its target on this set (everything else is still written).
 
 use crate::cli::process::{DEFAULT_DECIDE_CONFIG, load_config, project_file};
 use crate::eval::crops::{attach_images, select_cases};
@@ -22,6 +23,9 @@ use std::path::{Path, PathBuf};
 pub const EVAL_SCHEMA: &str = "rekap-eval/1";
 /// Flagged fields shown in the report's gallery (besides every silent error).
 const DEFAULT_GALLERY_FLAGS: usize = 50;
+/// Exit status when everything was scored and written but `--tune` could not meet its target
+/// (so scripts do not go on with an old threshold).
+pub const TUNE_FAILED_EXIT: i32 = 2;
 /// Fields listed by name in the terminal summary's silent errors (the report lists all).
 const SUMMARY_WORST_FIELDS: usize = 10;
 
@@ -404,12 +408,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         })
         .collect();
 
+    // A target this set cannot show is reported after everything else is written.
+    let mut tune_error: Option<String> = None;
     let tuned = match args.tune {
-        Some(target) => {
-            let t = tune(&runs[0].eval.fields, target)?;
-            write_tuned(&args.tune_out, t.threshold)?;
-            Some(t)
-        }
+        Some(target) => match tune(&runs[0].eval.fields, target) {
+            Ok(t) => {
+                write_tuned(&args.tune_out, t.threshold)?;
+                Some(t)
+            }
+            Err(e) => {
+                tune_error = Some(e.to_string());
+                None
+            }
+        },
         None => None,
     };
 
@@ -497,6 +508,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         std::fs::write(path, render(&input))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("report written to {}", path.display());
+    }
+    if let Some(e) = tune_error {
+        eprintln!(
+            "error: --tune: {e}; {} not written",
+            args.tune_out.display()
+        );
+        return Ok(TUNE_FAILED_EXIT);
     }
     Ok(0)
 }
