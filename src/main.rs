@@ -12,6 +12,8 @@ struct Cli {
 enum Command {
     /// Classify crops of single digit boxes with the digit model.
     Classify(rekap::cli::classify::ClassifyArgs),
+    /// Measure results against ground truth: error rates, silent errors, calibration, report.
+    Eval(rekap::cli::eval::EvalArgs),
     /// Read submissions of form photos into checked numbers with flags (JSON Lines).
     Process(rekap::cli::process::ProcessArgs),
     /// Template tools: validate, overlay, fit check.
@@ -31,6 +33,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Classify(args) => rekap::cli::classify::run(args),
+        Command::Eval(args) => {
+            let code = rekap::cli::eval::run(args)?;
+            std::process::exit(code)
+        }
         Command::Process(args) => {
             let code = rekap::cli::process::run(args)?;
             std::process::exit(code)

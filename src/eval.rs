@@ -1,1 +1,0 @@
-//! Stage module `eval` (work in progress).
