@@ -12,6 +12,8 @@ struct Cli {
 enum Command {
     /// Generate synthetic photos of filled forms with exact ground truth.
     Synth(rekap::cli::synth::SynthArgs),
+    /// Template tools: validate, overlay, fit check.
+    Template(rekap::cli::template::TemplateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +27,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Synth(args) => rekap::cli::synth::run(args),
+        Command::Template(a) => rekap::cli::template::run(a),
     }
 }

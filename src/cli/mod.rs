@@ -2,3 +2,4 @@
 //! dispatches; each module owns its argument struct and its `run` function.
 
 pub mod synth;
+pub mod template;
