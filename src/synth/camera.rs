@@ -138,11 +138,12 @@ pub fn random_conditions<R: Rng + ?Sized>(rng: &mut R, hard: bool) -> Conditions
             let g = rng.random_range(60..200);
             [g, g + rng.random_range(0..15), g + rng.random_range(0..20)]
         }
-        Surface::Cloth => [
-            rng.random_range(30..200),
-            rng.random_range(30..200),
-            rng.random_range(30..200),
-        ],
+        Surface::Cloth => {
+            // Muted dyed cloth: a grey base with a moderate tint.
+            let g: i32 = rng.random_range(50..170);
+            let tint = |rng: &mut R| (g + rng.random_range(-45..45)).clamp(20, 230) as u8;
+            [tint(rng), tint(rng), tint(rng)]
+        }
     };
     let warm = rng.random_range(-0.06..0.08);
     Conditions {
@@ -191,9 +192,10 @@ pub fn random_conditions<R: Rng + ?Sized>(rng: &mut R, hard: bool) -> Conditions
             // Push the page towards a frame corner far enough to lose one of its corners.
             let sx = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
             let sy = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            // Fractions of the page size in the frame beyond the frame edge, each way.
             [
-                sx * rng.random_range(0.12..0.2),
-                sy * rng.random_range(0.1..0.18),
+                sx * rng.random_range(0.03..0.1),
+                sy * rng.random_range(0.03..0.1),
             ]
         } else {
             [rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)]
