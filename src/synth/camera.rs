@@ -462,12 +462,18 @@ pub fn render(
             if alpha > 0.0 {
                 let sx = px * ppm - 0.5;
                 let sy = py * ppm - 0.5;
-                let x0 = (sx.floor() as i64).clamp(0, iw - 1);
-                let y0 = (sy.floor() as i64).clamp(0, ih - 1);
+                // floor() without a libm call: inside the page sx, sy > -2, so shifting by 2
+                // before truncating toward zero floors correctly.
+                let (fxl, fyl) = (
+                    ((sx + 2.0) as i64 - 2) as f32,
+                    ((sy + 2.0) as i64 - 2) as f32,
+                );
+                let x0 = (fxl as i64).clamp(0, iw - 1);
+                let y0 = (fyl as i64).clamp(0, ih - 1);
                 let x1 = (x0 + 1).min(iw - 1);
                 let y1 = (y0 + 1).min(ih - 1);
-                let ax = (sx - sx.floor()).clamp(0.0, 1.0);
-                let ay = (sy - sy.floor()).clamp(0.0, 1.0);
+                let ax = (sx - fxl).clamp(0.0, 1.0);
+                let ay = (sy - fyl).clamp(0.0, 1.0);
                 let i00 = ((y0 * iw + x0) * 3) as usize;
                 let i10 = ((y0 * iw + x1) * 3) as usize;
                 let i01 = ((y1 * iw + x0) * 3) as usize;
