@@ -319,3 +319,46 @@ fn cli_writes_submissions() {
         assert_eq!(t.seed, 3);
     }
 }
+
+#[test]
+fn blank_page_image_is_photographed() {
+    // A plain grey "blank page" with a black top-left quarter: the photo must show it there.
+    let mut img = image::RgbImage::from_pixel(120, 180, image::Rgb([200, 200, 200]));
+    for y in 0..90 {
+        for x in 0..60 {
+            img.put_pixel(x, y, image::Rgb([0, 0, 0]));
+        }
+    }
+    let bank = DigitBank::load(Path::new(DEFAULT_DIGITS_PATH)).unwrap();
+    let g = Generator::new(
+        template(),
+        bank,
+        HashMap::from([(1, img)]),
+        Options {
+            size: SizeSpec::Fixed(480, 640),
+            hard_cases: 0.0,
+            officer_errors: 0.0,
+        },
+    )
+    .unwrap();
+    let s = g.submission(5, 0).unwrap();
+    let pt = &s.truth.pages[0];
+    let photo = image::load_from_memory(&s.pages[0].1).unwrap().to_rgb8();
+    let h = nalgebra::Matrix3::from_row_slice(&pt.homography);
+    let dark = apply(&h, 150.0, 225.0);
+    let light = apply(&h, 450.0, 675.0);
+    let (d, l) = (
+        luminance(&photo, dark[0], dark[1]).unwrap(),
+        luminance(&photo, light[0], light[1]).unwrap(),
+    );
+    assert!(d < 0.4 * l, "dark quarter {d:.0} vs grey {l:.0}");
+    // A page number the template lacks is refused.
+    let bank = DigitBank::load(Path::new(DEFAULT_DIGITS_PATH)).unwrap();
+    let bad = Generator::new(
+        template(),
+        bank,
+        HashMap::from([(9, image::RgbImage::new(10, 10))]),
+        Options::default(),
+    );
+    assert!(bad.is_err());
+}

@@ -138,11 +138,12 @@ pub fn random_conditions<R: Rng + ?Sized>(rng: &mut R, hard: bool) -> Conditions
             let g = rng.random_range(60..200);
             [g, g + rng.random_range(0..15), g + rng.random_range(0..20)]
         }
-        Surface::Cloth => [
-            rng.random_range(30..200),
-            rng.random_range(30..200),
-            rng.random_range(30..200),
-        ],
+        Surface::Cloth => {
+            // Muted dyed cloth: a grey base with a moderate tint.
+            let g: i32 = rng.random_range(50..170);
+            let tint = |rng: &mut R| (g + rng.random_range(-45..45)).clamp(20, 230) as u8;
+            [tint(rng), tint(rng), tint(rng)]
+        }
     };
     let warm = rng.random_range(-0.06..0.08);
     Conditions {
@@ -191,9 +192,10 @@ pub fn random_conditions<R: Rng + ?Sized>(rng: &mut R, hard: bool) -> Conditions
             // Push the page towards a frame corner far enough to lose one of its corners.
             let sx = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
             let sy = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            // Fractions of the page size in the frame beyond the frame edge, each way.
             [
-                sx * rng.random_range(0.12..0.2),
-                sy * rng.random_range(0.1..0.18),
+                sx * rng.random_range(0.03..0.1),
+                sy * rng.random_range(0.03..0.1),
             ]
         } else {
             [rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)]
@@ -440,19 +442,18 @@ pub fn render(
     out.par_chunks_mut(fw * 3).enumerate().for_each(|(y, row)| {
         let gy = y / GRID;
         let fy = (y % GRID) as f32 / GRID as f32;
+        // The grid row interpolated to this pixel row; then linear along x inside each cell.
+        let colv: Vec<[f32; 5]> = (0..gw)
+            .map(|gx| {
+                let (a, b) = (&grid[gy * gw + gx], &grid[(gy + 1) * gw + gx]);
+                std::array::from_fn(|k| a[k] + (b[k] - a[k]) * fy)
+            })
+            .collect();
         for x in 0..fw {
             let gx = x / GRID;
             let fx = (x % GRID) as f32 / GRID as f32;
-            let g00 = &grid[gy * gw + gx];
-            let g10 = &grid[gy * gw + gx + 1];
-            let g01 = &grid[(gy + 1) * gw + gx];
-            let g11 = &grid[(gy + 1) * gw + gx + 1];
-            let mut v = [0f32; 5];
-            for k in 0..5 {
-                let top = g00[k] + (g10[k] - g00[k]) * fx;
-                let bot = g01[k] + (g11[k] - g01[k]) * fx;
-                v[k] = top + (bot - top) * fy;
-            }
+            let (a, b) = (&colv[gx], &colv[gx + 1]);
+            let v: [f32; 5] = std::array::from_fn(|k| a[k] + (b[k] - a[k]) * fx);
             let (px, py) = (v[0], v[1]);
             // Signed distance (mm) to the page edge, positive inside.
             let m = px.min(pw - px).min(py).min(ph - py);
@@ -461,12 +462,18 @@ pub fn render(
             if alpha > 0.0 {
                 let sx = px * ppm - 0.5;
                 let sy = py * ppm - 0.5;
-                let x0 = (sx.floor() as i64).clamp(0, iw - 1);
-                let y0 = (sy.floor() as i64).clamp(0, ih - 1);
+                // floor() without a libm call: inside the page sx, sy > -2, so shifting by 2
+                // before truncating toward zero floors correctly.
+                let (fxl, fyl) = (
+                    ((sx + 2.0) as i64 - 2) as f32,
+                    ((sy + 2.0) as i64 - 2) as f32,
+                );
+                let x0 = (fxl as i64).clamp(0, iw - 1);
+                let y0 = (fyl as i64).clamp(0, ih - 1);
                 let x1 = (x0 + 1).min(iw - 1);
                 let y1 = (y0 + 1).min(ih - 1);
-                let ax = (sx - sx.floor()).clamp(0.0, 1.0);
-                let ay = (sy - sy.floor()).clamp(0.0, 1.0);
+                let ax = (sx - fxl).clamp(0.0, 1.0);
+                let ay = (sy - fyl).clamp(0.0, 1.0);
                 let i00 = ((y0 * iw + x0) * 3) as usize;
                 let i10 = ((y0 * iw + x1) * 3) as usize;
                 let i01 = ((y1 * iw + x0) * 3) as usize;
@@ -480,7 +487,19 @@ pub fn render(
                     let d = (px - p0[0] as f32) * nx + (py - p0[1] as f32) * ny;
                     // One side of the fold faces the light a bit more; the fold itself is a
                     // thin darker line.
-                    let f = 1.0 + s * (d / 6.0).tanh() - 2.0 * s * (-(d * d) / 0.5).exp();
+                    // (tanh saturates beyond 3, the line is negligible beyond 3 mm: skip the
+                    // transcendental calls there, they dominate the warp otherwise.)
+                    let side = if d.abs() < 18.0 {
+                        (d / 6.0).tanh()
+                    } else {
+                        d.signum()
+                    };
+                    let line = if d.abs() < 3.0 {
+                        (-(d * d) / 0.5).exp()
+                    } else {
+                        0.0
+                    };
+                    let f = 1.0 + s * side - 2.0 * s * line;
                     for cc in &mut col {
                         *cc *= f;
                     }
@@ -510,7 +529,11 @@ pub fn render(
                 };
                 // Soft shadow the page casts on the surface just outside its edge.
                 let out_mm = (-m).max(0.0);
-                let drop = 1.0 - 0.45 * (-out_mm / shadow_mm).exp();
+                let drop = if out_mm < 8.0 * shadow_mm {
+                    1.0 - 0.45 * (-out_mm / shadow_mm).exp()
+                } else {
+                    1.0
+                };
                 for c in 0..3 {
                     let b = bg[c] * t * drop;
                     col[c] = col[c] * alpha + b * (1.0 - alpha);
@@ -524,13 +547,20 @@ pub fn render(
             }
         }
     });
+    let t_warp = std::time::Instant::now();
     if cond.motion_px >= 1.0 {
         out = motion_blur(&out, fw, fh, cond.motion_px, cond.motion_deg);
     }
     if cond.blur_px >= 0.3 {
         gaussian_blur(&mut out, fw, fh, cond.blur_px);
     }
+    let t_blur = std::time::Instant::now();
     add_noise(&mut out, fw, fh, cond.noise as f32, cond.field_seed);
+    tracing::debug!(
+        blur_ms = (t_blur - t_warp).as_millis() as u64,
+        noise_ms = t_blur.elapsed().as_millis() as u64,
+        "synth photo post-processing"
+    );
     image::RgbImage::from_raw(frame.0, frame.1, out)
         .unwrap_or_else(|| image::RgbImage::new(frame.0, frame.1))
 }
@@ -546,20 +576,24 @@ fn motion_blur(src: &[u8], w: usize, h: usize, len: f64, deg: f64) -> Vec<u8> {
         })
         .collect();
     let mut out = vec![0u8; src.len()];
+    let inv = 1.0 / taps as f32;
     out.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
-        for x in 0..w {
-            let mut acc = [0u32; 3];
-            for &(dx, dy) in &offs {
+        // u16 holds up to 257 taps of 255.
+        let mut acc = vec![0u16; w * 3];
+        for &(dx, dy) in &offs {
+            let yy = (y as i64 + dy).clamp(0, h as i64 - 1) as usize;
+            let srow = &src[yy * w * 3..(yy + 1) * w * 3];
+            for x in 0..w {
                 let xx = (x as i64 + dx).clamp(0, w as i64 - 1) as usize;
-                let yy = (y as i64 + dy).clamp(0, h as i64 - 1) as usize;
-                let i = (yy * w + xx) * 3;
-                for ch in 0..3 {
-                    acc[ch] += src[i + ch] as u32;
-                }
+                let a = &mut acc[x * 3..x * 3 + 3];
+                let s = &srow[xx * 3..xx * 3 + 3];
+                a[0] += s[0] as u16;
+                a[1] += s[1] as u16;
+                a[2] += s[2] as u16;
             }
-            for ch in 0..3 {
-                row[x * 3 + ch] = (acc[ch] / taps as u32) as u8;
-            }
+        }
+        for (o, a) in row.iter_mut().zip(&acc) {
+            *o = (*a as f32 * inv + 0.5) as u8;
         }
     });
     out
@@ -567,38 +601,71 @@ fn motion_blur(src: &[u8], w: usize, h: usize, len: f64, deg: f64) -> Vec<u8> {
 
 /// One horizontal box-blur pass of radius `r` over every row (edge pixels repeated).
 fn box_rows(buf: &mut [u8], w: usize, r: usize) {
-    if r == 0 {
+    if r == 0 || w == 0 {
         return;
     }
     let norm = 1.0 / (2 * r + 1) as f32;
     buf.par_chunks_mut(w * 3).for_each(|row| {
-        let src = row.to_vec();
-        let at =
-            |i: i64, c: usize| -> u32 { src[(i.clamp(0, w as i64 - 1) as usize) * 3 + c] as u32 };
-        for c in 0..3 {
-            let mut acc: u32 = (-(r as i64)..=r as i64).map(|i| at(i, c)).sum();
-            for x in 0..w {
-                row[x * 3 + c] = (acc as f32 * norm + 0.5) as u8;
-                acc += at(x as i64 + r as i64 + 1, c);
-                acc -= at(x as i64 - r as i64, c);
+        // Padded copy: the border pixels repeated r + 1 times on each side, so pixel x sits at
+        // padded index x + r + 1.
+        let mut src = Vec::with_capacity((w + 2 * r + 2) * 3);
+        for _ in 0..=r {
+            src.extend_from_slice(&row[..3]);
+        }
+        src.extend_from_slice(row);
+        for _ in 0..=r {
+            src.extend_from_slice(&row[(w - 1) * 3..]);
+        }
+        let mut acc = [0u32; 3];
+        for i in 1..=2 * r + 1 {
+            for c in 0..3 {
+                acc[c] += src[i * 3 + c] as u32;
+            }
+        }
+        for x in 0..w {
+            for c in 0..3 {
+                row[x * 3 + c] = (acc[c] as f32 * norm + 0.5) as u8;
+                acc[c] += src[(x + 2 * r + 2) * 3 + c] as u32;
+                acc[c] -= src[(x + 1) * 3 + c] as u32;
             }
         }
     });
 }
 
-fn transpose(src: &[u8], w: usize, h: usize) -> Vec<u8> {
-    let mut out = vec![0u8; src.len()];
-    out.par_chunks_mut(h * 3).enumerate().for_each(|(x, col)| {
-        for y in 0..h {
-            let i = (y * w + x) * 3;
-            col[y * 3..y * 3 + 3].copy_from_slice(&src[i..i + 3]);
+/// One vertical box-blur pass of radius `r` (edge rows repeated): a running sum down the image,
+/// touching memory row by row (no transposition).
+fn box_cols(buf: &mut [u8], w: usize, h: usize, r: usize) {
+    if r == 0 || h == 0 {
+        return;
+    }
+    let norm = 1.0 / (2 * r + 1) as f32;
+    let stride = w * 3;
+    let src = buf.to_vec();
+    let row = |y: i64| -> &[u8] {
+        let yy = y.clamp(0, h as i64 - 1) as usize;
+        &src[yy * stride..(yy + 1) * stride]
+    };
+    let mut acc = vec![0u32; stride];
+    for k in -(r as i64)..=r as i64 {
+        for (a, v) in acc.iter_mut().zip(row(k)) {
+            *a += *v as u32;
         }
-    });
-    out
+    }
+    for y in 0..h {
+        let out = &mut buf[y * stride..(y + 1) * stride];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            *o = (*a as f32 * norm + 0.5) as u8;
+        }
+        let add = row(y as i64 + r as i64 + 1);
+        let sub = row(y as i64 - r as i64);
+        for ((a, ad), sb) in acc.iter_mut().zip(add).zip(sub) {
+            *a = *a + *ad as u32 - *sb as u32;
+        }
+    }
 }
 
 /// Approximate Gaussian blur (three box passes each way).
-fn gaussian_blur(buf: &mut Vec<u8>, w: usize, h: usize, sigma: f64) {
+fn gaussian_blur(buf: &mut [u8], w: usize, h: usize, sigma: f64) {
     // Box radius whose three-fold convolution has variance ~ sigma^2.
     let r = (((12.0 * sigma * sigma / 3.0 + 1.0).sqrt() - 1.0) / 2.0).round() as usize;
     if r == 0 {
@@ -607,20 +674,29 @@ fn gaussian_blur(buf: &mut Vec<u8>, w: usize, h: usize, sigma: f64) {
     for _ in 0..3 {
         box_rows(buf, w, r);
     }
-    let mut t = transpose(buf, w, h);
     for _ in 0..3 {
-        box_rows(&mut t, h, r);
+        box_cols(buf, w, h, r);
     }
-    *buf = transpose(&t, h, w);
 }
+
+/// Size of the table of normal deviates used for per-pixel noise (indexed by 16 hash bits).
+const NOISE_TABLE: usize = 1 << 16;
 
 /// Signal-dependent sensor noise: luminance noise plus weaker chroma noise.
 fn add_noise(buf: &mut [u8], w: usize, _h: usize, sigma: f32, seed: u64) {
+    let table: Vec<f32> = (0..NOISE_TABLE as u64)
+        .map(|i| gauss(mix(seed ^ (i << 20) ^ 0x5EED)))
+        .collect();
     buf.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
+        // xorshift64* stream per row, seeded from (seed, row): independent of threads.
+        let mut state = mix(seed ^ 0xA5A5 ^ ((y as u64) << 32)) | 1;
         for x in 0..w {
-            let hsh = mix(seed ^ 0xA5A5 ^ ((y as u64) << 32 | x as u64));
-            let l = gauss(hsh);
-            let cn = gauss(mix(hsh));
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let hsh = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let l = table[(hsh >> 48) as usize];
+            let cn = table[((hsh >> 32) & 0xFFFF) as usize];
             for c in 0..3 {
                 let v = row[x * 3 + c] as f32;
                 // Darker pixels are noisier (shot noise dominates in shadows of a phone sensor).

@@ -54,9 +54,9 @@ impl Canvas {
         }
         let a = a.min(1.0);
         let p = self.img.get_pixel_mut(x, y);
-        for c in 0..3 {
-            let f = 1.0 - a * (1.0 - ink[c] as f32 / 255.0);
-            p.0[c] = (p.0[c] as f32 * f + 0.5) as u8;
+        for (v, i) in p.0.iter_mut().zip(ink) {
+            let f = 1.0 - a * (1.0 - i as f32 / 255.0);
+            *v = (*v as f32 * f + 0.5) as u8;
         }
     }
 
@@ -248,28 +248,6 @@ impl Canvas {
     pub fn text_centered(&mut self, cx: f64, y: f64, height: f64, s: &str, ink: [u8; 3]) {
         let w = Self::text_width(height, s);
         self.text(cx - w / 2.0, y, height, s, ink);
-    }
-
-    /// A box-filter 2x reduction (used as a mip level for sampling at low output resolution).
-    pub fn half(&self) -> Canvas {
-        let (w, h) = (self.img.width() / 2, self.img.height() / 2);
-        let mut out = RgbImage::new(w.max(1), h.max(1));
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = [0u32; 3];
-                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                    let p = self.img.get_pixel(2 * x + dx, 2 * y + dy);
-                    for c in 0..3 {
-                        acc[c] += p.0[c] as u32;
-                    }
-                }
-                out.put_pixel(x, y, image::Rgb(acc.map(|v| ((v + 2) / 4) as u8)));
-            }
-        }
-        Canvas {
-            img: out,
-            ppm: self.ppm * w as f64 / self.img.width() as f64,
-        }
     }
 }
 
@@ -653,13 +631,5 @@ mod tests {
         assert_eq!(c.img.get_pixel(2, 2).0[0], 0);
         assert!((c.img.get_pixel(3, 2).0[0] as i32 - 128).abs() <= 1);
         assert_eq!(c.img.get_pixel(4, 2).0[0], 255);
-    }
-
-    #[test]
-    fn half_keeps_mm_scale() {
-        let c = Canvas::new(100.0, 50.0, 5.0, PAPER);
-        let h = c.half();
-        assert_eq!(h.img.width(), 250);
-        assert!((h.ppm - 2.5).abs() < 1e-9);
     }
 }
