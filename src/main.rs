@@ -18,6 +18,8 @@ enum Command {
     Process(rekap::cli::process::ProcessArgs),
     /// Template tools: validate, overlay, fit check.
     Template(rekap::cli::template::TemplateArgs),
+    /// Cut a synth set's digit boxes as the pipeline does: labelled model inputs (IDX).
+    Crops(rekap::cli::crops::CropsArgs),
     /// Generate synthetic photos of filled forms with exact ground truth.
     Synth(rekap::cli::synth::SynthArgs),
 }
@@ -43,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Template(a) => rekap::cli::template::run(a),
         Command::Synth(args) => rekap::cli::synth::run(args),
+        Command::Crops(args) => rekap::cli::crops::run(args),
     }
 }

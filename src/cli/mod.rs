@@ -2,6 +2,7 @@
 //! dispatches; each module owns its argument struct and its `run` function.
 
 pub mod classify;
+pub mod crops;
 pub mod eval;
 pub mod process;
 pub mod synth;
