@@ -1,0 +1,131 @@
+//! End-to-end speed of `rekap process` on 12 MP JPEG pages, printed as ratios measured in one
+//! run: pages per second with 1 and 2 threads, total time over JPEG-decode-only time for the
+//! same files, and the peak memory of one worker.
+//!
+//! `cargo bench --bench pipeline` (env `REKAP_BENCH_PAGES`, default 12 pages = 4 submissions).
+//! Needs the ONNX Runtime library (scripts/fetch-onnxruntime.sh) and models/digits.json.
+//! CPU time is printed beside wall time because a shared machine inflates the latter.
+
+use rekap::decide::DecideConfig;
+use rekap::pipeline::Pipeline;
+use rekap::recognize::{DEFAULT_MODEL_CARD, ModelCard, ModelPool};
+use rekap::synth::idx::{DEFAULT_DIGITS_PATH, DigitBank};
+use rekap::synth::{Generator, Options};
+use rekap::template::{DEFAULT_TEMPLATE_PATH, Template};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// User + system CPU seconds of this process so far (from /proc, 100 ticks per second).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields after the command name: state is index 0, utime 11, stime 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn status_kb(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn reset_peak_rss() {
+    // Writing 5 to clear_refs resets VmHWM (Linux >= 4.0); harmless where unsupported.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::set_current_dir(root)?;
+    let pages: usize = std::env::var("REKAP_BENCH_PAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let subs = pages.div_ceil(3);
+    let dir = tempfile::tempdir()?;
+    let template = Template::load(Path::new(DEFAULT_TEMPLATE_PATH))?;
+    let bank = DigitBank::load(Path::new(DEFAULT_DIGITS_PATH))?;
+    let options = Options {
+        size: "12mp".parse()?,
+        hard_cases: 0.0,
+        officer_errors: 0.0,
+    };
+    let generator = Generator::new(template.clone(), bank, HashMap::new(), options)?;
+    eprintln!("generating {subs} submissions of 12 MP pages...");
+    let mut submissions: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for i in 0..subs as u64 {
+        let s = generator.submission(777, i)?;
+        rekap::synth::write_submission(dir.path(), &s)?;
+        let out = dir.path().join(&s.name);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+            .collect();
+        files.sort();
+        submissions.push((s.name.clone(), files));
+    }
+    let all: Vec<PathBuf> = submissions.iter().flat_map(|s| s.1.clone()).collect();
+    let n = all.len() as f64;
+    let bytes: u64 = all.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+
+    // Decode only, one thread, warm file cache.
+    for p in &all {
+        let _ = std::fs::read(p)?;
+    }
+    let (w0, c0) = (Instant::now(), cpu_seconds());
+    for p in &all {
+        let photo = rekap::load::load_photo(p)?;
+        std::hint::black_box(photo.gray.as_raw().len());
+    }
+    let (decode_wall, decode_cpu) = (w0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+
+    let card_path = PathBuf::from(DEFAULT_MODEL_CARD);
+    let card = ModelCard::read(&card_path)?;
+    let mut results = Vec::new();
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let pipeline = Pipeline {
+            template: template.clone(),
+            config: DecideConfig::default(),
+            pool: ModelPool::ort(card_path.clone(), rekap::recognize::DEFAULT_BATCH_SIZE)?,
+            model_name: card.name.clone(),
+            crops_dir: None,
+        };
+        // Warm-up: one submission (model sessions, page cache).
+        pool.install(|| pipeline.process_submission("warm", &submissions[0].1));
+        let rss_before = status_kb("VmRSS:");
+        reset_peak_rss();
+        let (w, c) = (Instant::now(), cpu_seconds());
+        pool.install(|| {
+            use rayon::prelude::*;
+            submissions
+                .par_iter()
+                .map(|(name, files)| pipeline.process_submission(name, files).pages.len())
+                .sum::<usize>()
+        });
+        let (wall, cpu) = (w.elapsed().as_secs_f64(), cpu_seconds() - c);
+        let peak = status_kb("VmHWM:");
+        results.push((threads, wall, cpu, rss_before, peak));
+    }
+    let (_, wall1, cpu1, rss1, peak1) = results[0];
+    let (_, wall2, cpu2, _, _) = results[1];
+    println!("pipeline benchmark: {} pages of 12 MP JPEG ({:.1} MB), model {}", n, bytes as f64 / 1e6, card.name);
+    println!("  decode only, 1 thread : {:7.1} ms/page wall {:7.1} ms/page cpu", 1e3 * decode_wall / n, 1e3 * decode_cpu / n);
+    println!("  pipeline, 1 thread    : {:7.2} pages/s wall {:7.2} pages/s per cpu-second", n / wall1, n / cpu1);
+    println!("  pipeline, 2 threads   : {:7.2} pages/s wall {:7.2} pages/s per cpu-second", n / wall2, n / cpu2);
+    println!("  ratio 2 threads / 1 thread (wall)       : {:.2}", wall1 / wall2);
+    println!("  ratio total / decode-only (1 thread, cpu): {:.2}", cpu1 / decode_cpu.max(1e-9));
+    println!("  ratio total / decode-only (1 thread, wall): {:.2}", wall1 / decode_wall.max(1e-9));
+    println!(
+        "  peak memory, 1 worker : {:.0} MB resident at peak ({:.0} MB before the run)",
+        peak1 / 1024.0,
+        rss1 / 1024.0
+    );
+    Ok(())
+}
