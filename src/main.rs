@@ -14,6 +14,12 @@ enum Command {
     Classify(rekap::cli::classify::ClassifyArgs),
     /// Read submissions of form photos into checked numbers with flags (JSON Lines).
     Process(rekap::cli::process::ProcessArgs),
+    /// The review service: reviewers clear flags with the photo beside every number.
+    Serve(rekap::cli::serve::ServeArgs),
+    /// Accounts of the review service.
+    User(rekap::cli::user::UserArgs),
+    /// Verify or print the review service's hash-chained audit log.
+    Audit(rekap::cli::audit::AuditArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +35,12 @@ fn main() -> anyhow::Result<()> {
         Command::Classify(args) => rekap::cli::classify::run(args),
         Command::Process(args) => {
             let code = rekap::cli::process::run(args)?;
+            std::process::exit(code)
+        }
+        Command::Serve(args) => rekap::cli::serve::run(args),
+        Command::User(args) => rekap::cli::user::run(args),
+        Command::Audit(args) => {
+            let code = rekap::cli::audit::run(args)?;
             std::process::exit(code)
         }
     }

@@ -1,5 +1,8 @@
 //! Command-line front ends, one module per `rekap` subcommand. `src/main.rs` only parses and
 //! dispatches; each module owns its argument struct and its `run` function.
 
+pub mod audit;
 pub mod classify;
 pub mod process;
+pub mod serve;
+pub mod user;
