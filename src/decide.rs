@@ -131,10 +131,10 @@ pub struct FieldReport {
     pub channels: Channels,
     pub alternatives: Vec<Alternative>,
     /// Hard rules that selected this value among the model's alternatives.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved_by: Vec<String>,
     /// Codes of the flags that concern this field.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
     /// Where the number was read: photo, page, box corners in photo pixels, crop file.
     #[serde(default, skip_serializing_if = "Option::is_none")]

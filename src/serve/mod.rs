@@ -92,8 +92,9 @@ impl AppState {
         processor: Option<Arc<dyn Processor>>,
     ) -> AppState {
         let rules = template.rules();
+        let order = template.numeric_fields().map(|f| f.id.clone()).collect();
         AppState(Arc::new(Inner {
-            store: Mutex::new(store),
+            store: Mutex::new(store.with_field_order(order)),
             template,
             rules,
             config,

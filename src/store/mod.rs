@@ -278,6 +278,9 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
+    /// Field ids in form order (the template's), for the review order of new submissions;
+    /// fields not listed come after, alphabetically.
+    field_order: Vec<String>,
 }
 
 impl Store {
@@ -294,6 +297,7 @@ impl Store {
         let mut store = Store {
             conn,
             dir: dir.to_path_buf(),
+            field_order: Vec::new(),
         };
         store.migrate()?;
         Ok(store)
@@ -311,6 +315,12 @@ impl Store {
             tracing::info!("store: applied migration {}", i + 1);
         }
         Ok(())
+    }
+
+    /// Review fields of newly ingested submissions in this order (the template's field ids).
+    pub fn with_field_order(mut self, order: Vec<String>) -> Store {
+        self.field_order = order;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -633,7 +643,12 @@ impl Store {
             "UPDATE submissions SET report = ?2, state = 'done', error = NULL WHERE id = ?1",
             params![id, json],
         )?;
-        for (ord, (fid, f)) in report.fields.iter().enumerate() {
+        for (i, (fid, f)) in report.fields.iter().enumerate() {
+            let ord = self
+                .field_order
+                .iter()
+                .position(|x| x == fid)
+                .unwrap_or(self.field_order.len() + i);
             let (provenance, state) = initial_state(f.status);
             let crop = crops.iter().find(|c| &c.0 == fid).map(|c| c.1.clone());
             tx.execute(
