@@ -8,7 +8,7 @@
 //! over the report's machine readings must give exactly the value and provenance stored for every
 //! field. A value changed without an entry, or an entry removed, is therefore found.
 
-use super::{Provenance, Result, StoreError};
+use super::{Result, StoreError};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -267,11 +267,20 @@ pub fn verify(conn: &Connection) -> Result<std::result::Result<usize, AuditProbl
         let rep_value = from_report
             .and_then(|f| f.get("value"))
             .and_then(|v| v.as_i64());
-        let rep_status = from_report
+        let rep_status: Option<crate::decide::FieldStatus> = from_report
             .and_then(|f| f.get("status"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        if from_report.is_none() || rep_value != *machine || rep_status != mstatus {
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let rep_flags: Vec<String> = from_report
+            .and_then(|f| f.get("flags"))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let Some(rep_status) = rep_status else {
+            return Ok(Err(AuditProblem {
+                seq: None,
+                message: format!("submission {sid} field {field}: not in the logged report"),
+            }));
+        };
+        if rep_value != *machine || super::status_str(rep_status) != mstatus {
             return Ok(Err(AuditProblem {
                 seq: None,
                 message: format!(
@@ -279,21 +288,13 @@ pub fn verify(conn: &Connection) -> Result<std::result::Result<usize, AuditProbl
                 ),
             }));
         }
+        let initial = super::initial_state(rep_status, &rep_flags).0;
         let (exp_value, exp_prov) = match last.get(&(*sid, field.clone())) {
             Some(e) => (
                 e.new_value.clone().unwrap_or_else(|| "null".into()),
                 e.provenance.clone().unwrap_or_default(),
             ),
-            None => (
-                value_text(*machine),
-                match mstatus.as_str() {
-                    "accepted" => Provenance::MachineAccepted,
-                    "flagged" => Provenance::Unreviewed,
-                    _ => Provenance::Missing,
-                }
-                .as_str()
-                .to_string(),
-            ),
+            None => (value_text(*machine), initial.as_str().to_string()),
         };
         if value_text(*value) != exp_value || *prov != exp_prov {
             let seq = last.get(&(*sid, field.clone())).map(|e| e.seq);

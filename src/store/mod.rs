@@ -649,7 +649,7 @@ impl Store {
                 .iter()
                 .position(|x| x == fid)
                 .unwrap_or(self.field_order.len() + i);
-            let (provenance, state) = initial_state(f.status);
+            let (provenance, state) = initial_state(f.status, &f.flags);
             let crop = crops.iter().find(|c| &c.0 == fid).map(|c| c.1.clone());
             tx.execute(
                 "INSERT INTO fields (submission_id, field, ord, machine_value, machine_status, confidence, flags, severity, value, provenance, state, crop_sha256) \
@@ -770,7 +770,7 @@ impl Store {
     }
 }
 
-fn status_str(s: FieldStatus) -> &'static str {
+pub(crate) fn status_str(s: FieldStatus) -> &'static str {
     match s {
         FieldStatus::Accepted => "accepted",
         FieldStatus::Flagged => "flagged",
@@ -779,13 +779,16 @@ fn status_str(s: FieldStatus) -> &'static str {
 }
 
 /// Provenance and review state of a freshly read field.
-/// Invariant: only `flagged` fields and blank ones (`missing` with a `blank_field` flag, i.e. the
-/// page was read but every box is empty) enter the review queue; a field of a page that was not
-/// photographed cannot be reviewed from a photo and stays `missing`.
-fn initial_state(status: FieldStatus) -> (Provenance, &'static str) {
+/// Invariant: `flagged` fields and `missing` ones with some flag other than `page_missing` (the
+/// page was read but the boxes are blank or X) enter the review queue; a field of a page that was
+/// not photographed cannot be reviewed from a photo and stays `missing`.
+pub(crate) fn initial_state(status: FieldStatus, flags: &[String]) -> (Provenance, &'static str) {
     match status {
         FieldStatus::Accepted => (Provenance::MachineAccepted, "accepted"),
         FieldStatus::Flagged => (Provenance::Unreviewed, "open"),
+        FieldStatus::Missing if flags.iter().any(|f| f != FlagCode::PageMissing.as_str()) => {
+            (Provenance::Unreviewed, "open")
+        }
         FieldStatus::Missing => (Provenance::Missing, "missing"),
     }
 }

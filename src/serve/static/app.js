@@ -279,7 +279,7 @@ function drawPhoto(item, img) {
   const wrap = $("box-crops");
   for (const q of quads) {
     const qb = quadBounds([q]);
-    const c = mk("canvas"); c.height = 140; c.width = Math.max(40, Math.round(140 * (qb.x1 - qb.x0) / Math.max(1, qb.y1 - qb.y0)));
+    const c = mk("canvas"); c.height = 110; c.width = Math.max(40, Math.round(110 * (qb.x1 - qb.x0) / Math.max(1, qb.y1 - qb.y0)));
     c.getContext("2d").drawImage(img, qb.x0, qb.y0, qb.x1 - qb.x0, qb.y1 - qb.y0, 0, 0, c.width, c.height);
     wrap.append(c);
   }
