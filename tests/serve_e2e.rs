@@ -241,3 +241,92 @@ async fn reviewer_corrects_a_flag_with_the_keyboard_in_chromium() {
     );
     println!("screenshots in {}", out_dir.display());
 }
+
+/// Manual check against a running server (e.g. `rekap serve --demo`): logs in with
+/// REKAP_E2E_USER / REKAP_E2E_PASSWORD at REKAP_E2E_URL (loopback), opens the first flag and
+/// saves `target/e2e/demo.png`. Changes nothing. `cargo test --test serve_e2e -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn screenshot_of_a_running_server() {
+    let (Ok(url), Ok(user), Ok(pass)) = (
+        std::env::var("REKAP_E2E_URL"),
+        std::env::var("REKAP_E2E_USER"),
+        std::env::var("REKAP_E2E_PASSWORD"),
+    ) else {
+        println!("SKIPPED: set REKAP_E2E_URL, REKAP_E2E_USER, REKAP_E2E_PASSWORD");
+        return;
+    };
+    assert!(url.starts_with("http://127.0.0.1:"), "loopback only");
+    let chromium = find_program("REKAP_CHROMIUM", &["chromium"]).expect("chromium");
+    let driver = find_program("REKAP_CHROMEDRIVER", &["chromedriver"]).expect("chromedriver");
+    let port = free_port();
+    let _driver = KillOnDrop(
+        Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({"binary": chromium, "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1500,1100",
+            format!("--user-data-dir={}", profile.path().display())]}),
+    );
+    let start = Instant::now();
+    let client = loop {
+        let mut b = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        b.capabilities(caps.clone());
+        match b.connect(&format!("http://127.0.0.1:{port}")).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "chromedriver: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    client.goto(&url).await.unwrap();
+    let name = client
+        .wait()
+        .for_element(Locator::Id("login-name"))
+        .await
+        .unwrap();
+    name.send_keys(&user).await.unwrap();
+    let pw = client.find(Locator::Id("login-password")).await.unwrap();
+    pw.send_keys(&pass).await.unwrap();
+    pw.send_keys(ENTER).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(
+        out_dir.join("demo-queue.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(ENTER)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    std::fs::write(out_dir.join("demo.png"), client.screenshot().await.unwrap()).unwrap();
+    // Give the lease back so the item stays available.
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E00C}")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = client.close().await;
+}

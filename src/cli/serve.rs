@@ -47,12 +47,24 @@ pub struct ServeArgs {
     pub config: PathBuf,
 }
 
+/// Test model used by `--demo` while the real digit model is absent (it reads poorly: a demo
+/// of the workflow, not of accuracy).
+const DEMO_FALLBACK_MODEL: &str = "testdata/models/tiny.json";
+
 fn load_pipeline(
     args: &ServeArgs,
     template: &Template,
     data: &Path,
 ) -> anyhow::Result<Arc<dyn Processor>> {
-    let card_path = project_file(&args.model);
+    let mut card_path = project_file(&args.model);
+    if args.demo && !card_path.exists() && args.model == Path::new(DEFAULT_MODEL_CARD) {
+        eprintln!(
+            "warning: {} not found; the demo uses the tiny test model {DEMO_FALLBACK_MODEL} \
+             (poor readings, many flags)",
+            args.model.display()
+        );
+        card_path = project_file(Path::new(DEMO_FALLBACK_MODEL));
+    }
     let card = ModelCard::read(&card_path)
         .with_context(|| format!("reading model card {}", card_path.display()))?;
     let pool: ModelPool<OrtModel> =
