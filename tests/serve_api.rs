@@ -721,6 +721,27 @@ async fn double_entry_agreement_accepts_and_disagreement_goes_to_a_supervisor() 
         .json();
     assert_eq!(q["items"][0]["field"], "b1.l");
     assert_eq!(q["items"][0]["state"], "disputed");
+    // The supervisor sees both entries; a reviewer asking for the item sees none.
+    let it = call(
+        &app,
+        "GET",
+        &format!("/api/items/{sid}/b1.l"),
+        Cred::Full(&sup),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(it["item"]["entries"].as_array().unwrap().len(), 2);
+    let it = call(
+        &app,
+        "GET",
+        &format!("/api/items/{sid}/b1.l"),
+        Cred::Full(&a),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(it["item"]["entries"].as_array().unwrap().len(), 0);
     let r = review(sup, "b1.l", json!({"action": "correct", "value": 1})).await;
     assert_eq!(r.json()["outcome"]["outcome"], "resolved");
     let store = Store::open(dir.path()).unwrap();
@@ -744,4 +765,84 @@ async fn openapi_document_lists_the_endpoints() {
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} missing");
     }
+}
+
+/// Stands in for the pipeline: reads the first photo's hash and returns the fixture report.
+struct StubPipeline;
+
+impl rekap::serve::Processor for StubPipeline {
+    fn process(
+        &self,
+        name: &str,
+        files: &[std::path::PathBuf],
+    ) -> rekap::pipeline::SubmissionReport {
+        let bytes = std::fs::read(&files[0]).unwrap();
+        fixture_report(&rekap::load::sha256_hex(&bytes), name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_processed_in_the_background_and_reach_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let st = rekap::serve::AppState::new(
+        Store::open(dir.path()).unwrap(),
+        template(),
+        ServeConfig::default(),
+        Some(std::sync::Arc::new(StubPipeline)),
+    );
+    let app = router(st);
+    let sup = login(&app, SUPERVISOR).await;
+    let photo = fixture_photo_for("upload-1");
+    let r = send(
+        &app,
+        upload_request(
+            Cred::Full(&sup),
+            &[
+                ("photo", Some("page1.jpg"), photo),
+                ("name", None, b"TPS 7 Kelurahan".to_vec()),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.bytes)
+    );
+    let id = r.json()["id"].as_i64().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let s = call(
+            &app,
+            "GET",
+            &format!("/api/submissions/{id}"),
+            Cred::Full(&sup),
+            None,
+        )
+        .await
+        .json();
+        if s["submission"]["state"] == "done" {
+            assert_eq!(s["results"]["submission"], "TPS 7 Kelurahan");
+            assert_eq!(s["values"]["dpt.p"], 130);
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 20, "not processed: {s}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let q = call(&app, "GET", "/api/queue", Cred::Full(&sup), None)
+        .await
+        .json();
+    let from_upload = q["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["submission_id"] == id)
+        .count();
+    assert_eq!(from_upload, 3);
+    let v = call(&app, "GET", "/api/audit/verify", Cred::Full(&sup), None)
+        .await
+        .json();
+    assert_eq!(v["ok"], true);
 }

@@ -29,10 +29,11 @@ fn spawn_server(dir: &std::path::Path) -> (Child, SocketAddr) {
     let out = child.stdout.take().unwrap();
     let mut lines = std::io::BufReader::new(out).lines();
     loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server exited before listening");
+        };
         if let Some(rest) = line.strip_prefix("listening on http://") {
             let addr: SocketAddr = rest.trim_end_matches('/').parse().unwrap();
             // Keep draining stdout so the server never blocks on a full pipe.

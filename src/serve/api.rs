@@ -479,6 +479,15 @@ fn item_detail(state: &AppState, auth: &Auth, key: &ItemKey) -> ApiResult<Value>
         .ok_or_else(|| ApiError::not_found(format!("submission {}", key.submission_id)))?;
     let report = st.report(key.submission_id)?;
     let values = st.current_values(key.submission_id)?;
+    // Double entry is blind: the entries are shown only to a supervisor deciding a dispute.
+    let entries = if fs.state == "disputed" && auth.session.user.role >= Role::Supervisor {
+        st.entries_for(key)?
+            .into_iter()
+            .map(|(user, action, value)| json!({"user": user, "action": action, "value": value}))
+            .collect()
+    } else {
+        Vec::new()
+    };
     drop(st);
     let reading = report
         .as_ref()
@@ -551,6 +560,7 @@ fn item_detail(state: &AppState, auth: &Auth, key: &ItemKey) -> ApiResult<Value>
         "labels": labels,
         "photo": photo,
         "crop_url": fs.crop_sha256.as_ref().map(|c| format!("/api/photos/{c}")),
+        "entries": entries,
         "you": auth.session.user.name,
     }))
 }

@@ -196,16 +196,17 @@ pub fn verify(conn: &Connection) -> Result<std::result::Result<usize, AuditProbl
     let mut last: HashMap<(i64, String), &AuditEntry> = HashMap::new();
     for e in &all {
         match (e.action.as_str(), &e.field) {
+            ("ingest", None) if ingests.contains_key(&e.submission_id) => {
+                return Ok(Err(AuditProblem {
+                    seq: Some(e.seq),
+                    message: format!(
+                        "entry {}: submission {} ingested twice",
+                        e.seq, e.submission_id
+                    ),
+                }));
+            }
             ("ingest", None) => {
-                if ingests.insert(e.submission_id, e).is_some() {
-                    return Ok(Err(AuditProblem {
-                        seq: Some(e.seq),
-                        message: format!(
-                            "entry {}: submission {} ingested twice",
-                            e.seq, e.submission_id
-                        ),
-                    }));
-                }
+                ingests.insert(e.submission_id, e);
             }
             ("review", Some(f)) => {
                 last.insert((e.submission_id, f.clone()), e);
@@ -242,7 +243,9 @@ pub fn verify(conn: &Connection) -> Result<std::result::Result<usize, AuditProbl
     let mut st = conn.prepare(
         "SELECT submission_id, field, machine_value, machine_status, value, provenance FROM fields ORDER BY submission_id, ord",
     )?;
-    let rows: Vec<(i64, String, Option<i64>, String, Option<i64>, String)> = st
+    /// (submission, field, machine value, machine status, value, provenance)
+    type FieldRow = (i64, String, Option<i64>, String, Option<i64>, String);
+    let rows: Vec<FieldRow> = st
         .query_map([], |r| {
             Ok((
                 r.get(0)?,

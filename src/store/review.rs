@@ -324,6 +324,18 @@ impl Store {
         Ok(row)
     }
 
+    /// The double entries recorded for an item: (user, action, value).
+    pub fn entries_for(&self, key: &ItemKey) -> Result<Vec<(String, String, Option<i64>)>> {
+        let mut st = self.conn.prepare(
+            "SELECT u.name, e.action, e.value FROM entries e JOIN users u ON u.id = e.user_id \
+             WHERE e.submission_id = ?1 AND e.field = ?2 ORDER BY e.id",
+        )?;
+        let rows = st.query_map(params![key.submission_id, key.field], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Current values of every field of a submission (for live rule checks).
     pub fn current_values(&self, submission_id: i64) -> Result<BTreeMap<String, Option<i64>>> {
         let mut st = self

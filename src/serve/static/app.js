@@ -48,6 +48,7 @@ function loggedIn(me) {
   text($("who"), me.user + " (" + me.role + (me.double_entry ? ", double entry" : "") + ")");
   $("logout").hidden = false;
   $("supervisor-links").hidden = me.role === "reviewer";
+  $("upload-box").hidden = me.role === "reviewer";
   showQueue();
 }
 
@@ -86,11 +87,48 @@ async function showQueue(note) {
     }
     $("start").disabled = q.items.length === 0;
     $("start").focus();
+    if (S.me && S.me.role !== "reviewer") refreshSubmissions();
   } catch (e) {
     if (e.status === 401) { show("login-view"); return; }
     text($("queue-note"), e.message);
   }
 }
+
+async function refreshSubmissions() {
+  const r = await api("GET", "/api/submissions");
+  const tb = $("subs-table").querySelector("tbody");
+  tb.replaceChildren();
+  let pending = false;
+  for (const sub of r.submissions.slice().reverse()) {
+    const tr = mk("tr");
+    tr.append(mk("td", null, sub.id), mk("td", null, sub.name), mk("td", null, sub.state + (sub.error ? ": " + sub.error : "")),
+      mk("td", null, sub.open_fields + " / " + sub.total_fields), mk("td", null, sub.uploaded_by || ""));
+    tb.append(tr);
+    if (sub.state === "queued" || sub.state === "processing") pending = true;
+  }
+  // While something is being read, refresh the lists every few seconds.
+  if (pending) setTimeout(() => { if (!$("queue-view").hidden) showQueue(); }, 3000);
+}
+
+$("upload-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const files = $("upload-photos").files;
+  const fd = new FormData();
+  for (const f of files) fd.append("photo", f, f.name);
+  const code = $("upload-code").value.trim();
+  if (code) fd.append("tps", JSON.stringify({ code }));
+  text($("upload-status"), "Uploading…");
+  try {
+    const res = await fetch("/api/submissions", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": S.csrf }, body: fd });
+    const data = await res.json();
+    if (!res.ok) throw new Error(data.error ? data.error.message : res.statusText);
+    text($("upload-status"), data.duplicate ? "These photos were uploaded before (submission #" + data.id + ")." : "Stored as submission #" + data.id + "; reading in the background.");
+    $("upload-form").reset();
+    showQueue();
+  } catch (e) {
+    text($("upload-status"), "Upload refused: " + e.message);
+  }
+});
 
 $("start").addEventListener("click", () => { S.skip = []; next(); });
 
@@ -130,6 +168,9 @@ function renderItem(item) {
   v.placeholder = item.state.machine_value == null ? "" : String(item.state.machine_value);
   v.maxLength = Math.max(1, item.field.boxes || 4);
   setStatus(item.state.state === "disputed" ? "The two blind entries disagree: your decision is final." : "");
+  for (const e of item.entries || []) {
+    $("machine").append(mk("p", "muted", "Entry by " + e.user + ": " + e.action + " " + fmtVal(e.value)));
+  }
   updateRules();
   loadPhoto(item);
   v.focus();
@@ -314,7 +355,8 @@ async function submitReview(action) {
 }
 
 document.addEventListener("keydown", (ev) => {
-  if (!$("queue-view").hidden && ev.key === "Enter" && document.activeElement !== $("logout")) {
+  const inForm = document.activeElement && document.activeElement.closest && document.activeElement.closest("form");
+  if (!$("queue-view").hidden && ev.key === "Enter" && !inForm && document.activeElement !== $("logout")) {
     ev.preventDefault(); S.skip = []; next(); return;
   }
   if ($("item-view").hidden || !S.item) return;
