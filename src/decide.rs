@@ -432,7 +432,10 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
             field_flag(
                 &mut report,
                 FlagCode::InvalidPattern,
-                format!("{}: the boxes do not read as a number (X or blank after a digit)", f.id),
+                format!(
+                    "{}: the boxes do not read as a number (X or blank after a digit)",
+                    f.id
+                ),
             );
         }
         // Channel: bubbles vs boxes (box-only reading, so the bubbles cannot vote for themselves).
@@ -527,8 +530,11 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
     let mut rule_flags: Vec<(Vec<String>, Flag)> = Vec::new();
     for rule in &rules {
         let outcome = rule.evaluate(&value_of);
-        let values: BTreeMap<String, Option<i64>> =
-            rule.fields.iter().map(|f| (f.clone(), value_of(f))).collect();
+        let values: BTreeMap<String, Option<i64>> = rule
+            .fields
+            .iter()
+            .map(|f| (f.clone(), value_of(f)))
+            .collect();
         let (status, lhs, rhs) = match &outcome {
             RuleOutcome::Ok => (CheckStatus::Ok, None, None),
             RuleOutcome::Violated { lhs, rhs } => (CheckStatus::Violated, Some(*lhs), Some(*rhs)),
@@ -680,7 +686,10 @@ fn resolve_with_rules(
                 }
             };
             for r in &relevant {
-                if r.fields.iter().any(|f| matches!(assign.get(f.as_str()), Some(None))) {
+                if r.fields
+                    .iter()
+                    .any(|f| matches!(assign.get(f.as_str()), Some(None)))
+                {
                     unlisted_in = true;
                     continue;
                 }
@@ -756,5 +765,8 @@ fn resolve_with_rules(
 
 /// Field kinds that are numbers read from boxes.
 pub fn is_numeric(kind: FieldKind) -> bool {
-    matches!(kind, FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date)
+    matches!(
+        kind,
+        FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date
+    )
 }

@@ -20,6 +20,10 @@ enum Command {
     User(rekap::cli::user::UserArgs),
     /// Verify or print the review service's hash-chained audit log.
     Audit(rekap::cli::audit::AuditArgs),
+    /// Template tools: validate, overlay, fit check.
+    Template(rekap::cli::template::TemplateArgs),
+    /// Generate synthetic photos of filled forms with exact ground truth.
+    Synth(rekap::cli::synth::SynthArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +47,7 @@ fn main() -> anyhow::Result<()> {
             let code = rekap::cli::audit::run(args)?;
             std::process::exit(code)
         }
+        Command::Template(a) => rekap::cli::template::run(a),
+        Command::Synth(args) => rekap::cli::synth::run(args),
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::align::{self, Alignment, Homography, snap};
 use crate::decide::{
-    self, DecideConfig, FieldEvidence, FieldReport, FieldSource, Flag, FlagCode, CheckReport,
+    self, CheckReport, DecideConfig, FieldEvidence, FieldReport, FieldSource, Flag, FlagCode,
 };
 use crate::load;
 use crate::recognize::{Model, ModelPool, Prediction};
@@ -97,10 +97,7 @@ pub struct Pipeline<M: Model> {
 impl<M: Model> Pipeline<M> {
     /// Read one submission made of `files` (page photos in any order).
     pub fn process_submission(&self, name: &str, files: &[PathBuf]) -> SubmissionReport {
-        let reads: Vec<PageRead> = files
-            .par_iter()
-            .map(|f| self.read_page(name, f))
-            .collect();
+        let reads: Vec<PageRead> = files.par_iter().map(|f| self.read_page(name, f)).collect();
         self.assemble(name, reads)
     }
 
@@ -202,7 +199,10 @@ impl<M: Model> Pipeline<M> {
                 FieldKind::Bubbles => {
                     if let Some(of) = &f.of {
                         let s = offset_of(of);
-                        bubbles.insert(of.clone(), segment::read_bubbles(gray, &h, f, s.dx_mm, s.dy_mm));
+                        bubbles.insert(
+                            of.clone(),
+                            segment::read_bubbles(gray, &h, f, s.dx_mm, s.dy_mm),
+                        );
                     }
                 }
                 FieldKind::TallyGrid => {
@@ -213,7 +213,10 @@ impl<M: Model> Pipeline<M> {
                             .find(|g| g.kind == FieldKind::RowTotals && g.of.as_deref() == Some(of))
                             .map(|g| offset_of(&g.id))
                             .unwrap_or_default();
-                        tallies.insert(of.clone(), segment::read_tally(gray, &h, f, s.dx_mm, s.dy_mm));
+                        tallies.insert(
+                            of.clone(),
+                            segment::read_tally(gray, &h, f, s.dx_mm, s.dy_mm),
+                        );
                     }
                 }
             }
@@ -265,10 +268,22 @@ impl<M: Model> Pipeline<M> {
         s: snap::Snap,
     ) -> Option<String> {
         let dir = self.crops_dir.as_ref()?.join(sanitize(submission));
-        let x0 = boxes.iter().map(|b| b[0]).fold(f64::INFINITY, f64::min) - CROP_MARGIN_MM + s.dx_mm;
-        let y0 = boxes.iter().map(|b| b[1]).fold(f64::INFINITY, f64::min) - CROP_MARGIN_MM + s.dy_mm;
-        let x1 = boxes.iter().map(|b| b[0] + b[2]).fold(f64::NEG_INFINITY, f64::max) + CROP_MARGIN_MM + s.dx_mm;
-        let y1 = boxes.iter().map(|b| b[1] + b[3]).fold(f64::NEG_INFINITY, f64::max) + CROP_MARGIN_MM + s.dy_mm;
+        let x0 =
+            boxes.iter().map(|b| b[0]).fold(f64::INFINITY, f64::min) - CROP_MARGIN_MM + s.dx_mm;
+        let y0 =
+            boxes.iter().map(|b| b[1]).fold(f64::INFINITY, f64::min) - CROP_MARGIN_MM + s.dy_mm;
+        let x1 = boxes
+            .iter()
+            .map(|b| b[0] + b[2])
+            .fold(f64::NEG_INFINITY, f64::max)
+            + CROP_MARGIN_MM
+            + s.dx_mm;
+        let y1 = boxes
+            .iter()
+            .map(|b| b[1] + b[3])
+            .fold(f64::NEG_INFINITY, f64::max)
+            + CROP_MARGIN_MM
+            + s.dy_mm;
         let (img, _) = segment::sample_rect(gray, h, &[x0, y0, x1 - x0, y1 - y0], CROP_PX_PER_MM);
         if let Err(e) = std::fs::create_dir_all(&dir) {
             tracing::warn!("cannot create crop folder {}: {e}", dir.display());
@@ -299,7 +314,11 @@ impl<M: Model> Pipeline<M> {
             if let (Some(p), Some(a)) = (r.report.page, &r.report.alignment) {
                 match best_for_page.get(&p) {
                     Some(&j) => {
-                        let other = reads[j].report.alignment.as_ref().map_or(f64::INFINITY, |a| a.rms_error_mm);
+                        let other = reads[j]
+                            .report
+                            .alignment
+                            .as_ref()
+                            .map_or(f64::INFINITY, |a| a.rms_error_mm);
                         if a.rms_error_mm < other {
                             best_for_page.insert(p, i);
                         }
@@ -317,7 +336,10 @@ impl<M: Model> Pipeline<M> {
                 r.report.superseded = true;
                 flags.push(Flag {
                     code: FlagCode::PageDuplicate,
-                    message: format!("page {p} appears more than once; {} was not used", r.report.file),
+                    message: format!(
+                        "page {p} appears more than once; {} was not used",
+                        r.report.file
+                    ),
                     field: None,
                     rule: None,
                     page: Some(p),
@@ -361,7 +383,10 @@ impl<M: Model> Pipeline<M> {
             if !best_for_page.contains_key(&p.number) {
                 flags.push(Flag {
                     code: FlagCode::PageMissing,
-                    message: format!("page {} (tag {}) was not found among the photos", p.number, p.tag.id),
+                    message: format!(
+                        "page {} (tag {}) was not found among the photos",
+                        p.number, p.tag.id
+                    ),
                     field: None,
                     rule: None,
                     page: Some(p.number),
@@ -415,7 +440,13 @@ fn ms(t: Instant) -> f64 {
 /// A file-system-safe version of a submission name.
 pub fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -443,7 +474,10 @@ pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<SubmissionInput>> {
     for p in paths {
         if p.is_file() {
             out.push(SubmissionInput {
-                name: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                name: p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 files: vec![p.clone()],
             });
             continue;
@@ -461,7 +495,10 @@ pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<SubmissionInput>> {
         let photos: Vec<PathBuf> = entries.iter().filter(|e| is_photo(e)).cloned().collect();
         if !photos.is_empty() {
             out.push(SubmissionInput {
-                name: p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                name: p
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 files: photos,
             });
         }

@@ -6,10 +6,13 @@ Usage (from the repository root):
     python3 templates/measure.py [--pdf ../shared/forms/C.HASIL-PPWP.pdf] \
         [--out templates/c-hasil-ppwp-2024.toml] [--dpi 300] [--renders DIR]
 
-Needs poppler-utils (`pdftoppm`), python3 with numpy and opencv-python-headless (cv2 >= 4.7,
-for the AprilTag cross-check). The PDF is rendered with `pdftoppm -r DPI -png` into a temporary
-directory (or into --renders, which is reused if the PNGs are already there); nothing is written
-into the repository except the --out TOML.
+Needs poppler-utils (`pdftocairo`, or `pdftoppm` with --renderer pdftoppm), python3 with numpy
+and opencv-python-headless (cv2 >= 4.7, for the AprilTag cross-check). The PDF is rendered with
+`pdftocairo -r DPI -png` into a temporary directory (or into --renders, which is reused if the
+PNGs are already there); nothing is written into the repository except the --out TOML.
+pdftocairo is the default because pdftoppm snaps thin strokes to the pixel grid (stroke
+adjustment), moving box lines by up to half a pixel; the two renders give geometry that differs
+by at most 0.08 mm at 300 dpi.
 
 What it does (everything is detected in the render, nothing is typed in by hand except the labels
 and the expected layout, which the script asserts):
@@ -237,7 +240,8 @@ def refine_square(pg: Page, x, y, w, h):
     mx0, mx1 = x + w // 4, x + 3 * w // 4
     hprof = g[my0:my1, :].mean(axis=0)
     vprof = g[:, mx0:mx1].mean(axis=1)
-    ink = float(g[my0:my1, mx0:mx1].mean())
+    # ink level of the print: the darkest samples inside (a tag's interior has white modules)
+    ink = float(np.percentile(g[my0:my1, mx0:mx1], 5))
     left = inside_edge(hprof, x - 4, +1, ink)
     right = inside_edge(hprof, x + w + 3, -1, ink)
     top = inside_edge(vprof, y - 4, +1, ink)
@@ -564,11 +568,11 @@ def page_toml(p):
 # ---------------------------------------------------------------- main
 
 
-def render(pdf: str, dpi: int, outdir: str):
+def render(pdf: str, dpi: int, outdir: str, renderer: str):
     paths = [os.path.join(outdir, f"p-{i}.png") for i in (1, 2, 3)]
     if not all(os.path.exists(p) for p in paths):
         subprocess.run(
-            ["pdftoppm", "-r", str(dpi), "-png", pdf, os.path.join(outdir, "p")], check=True
+            [renderer, "-r", str(dpi), "-png", pdf, os.path.join(outdir, "p")], check=True
         )
     return paths
 
@@ -634,8 +638,8 @@ def measure(paths, dpi):
                         "id": f"{vid}.bubbles",
                         "page": 2,
                         "kind": "bubbles",
-                        "label_id": f"Bulatan angka suara sah pasangan calon nomor urut {n}"
-                        " (hitamkan bulatan sesuai isian angka pada kotak)",
+                        "label_id": f"Bulatan suara sah pasangan calon nomor urut {n}"
+                        " (hitamkan bulatan ini sesuai dengan isian angka pada kotak)",
                         "label_en": f"Digit bubbles for the votes of candidate pair {n}",
                         "of": vid,
                         "columns": cols,
@@ -699,8 +703,8 @@ def measure(paths, dpi):
                         fid,
                         3,
                         gp,
-                        f"Ditetapkan: {lid.lower()} ({lid})",
-                        f"Date signed: {len_.lower()}",
+                        f"Ditetapkan, {lid.lower()}",
+                        f"Date the record was adopted: {len_.lower()}",
                         kind="date",
                     )
                 )
@@ -748,6 +752,13 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "c-hasil-ppwp-2024.toml"))
     ap.add_argument("--dpi", type=int, default=300)
     ap.add_argument("--renders", help="directory for the page renders (default: a temp dir)")
+    ap.add_argument(
+        "--renderer",
+        default="pdftocairo",
+        choices=["pdftocairo", "pdftoppm"],
+        help="poppler renderer; pdftocairo (default) anti-aliases without snapping strokes to the "
+        "pixel grid (pdftoppm's stroke adjustment moves thin lines by up to half a pixel)",
+    )
     args = ap.parse_args()
     if not os.path.exists(args.pdf):
         alt = os.path.join(here, "..", "..", "..", "shared", "forms", "C.HASIL-PPWP.pdf")
@@ -758,10 +769,10 @@ def main():
 
     if args.renders:
         os.makedirs(args.renders, exist_ok=True)
-        pages, fields = measure(render(args.pdf, args.dpi, args.renders), args.dpi)
+        pages, fields = measure(render(args.pdf, args.dpi, args.renders, args.renderer), args.dpi)
     else:
         with tempfile.TemporaryDirectory() as d:
-            pages, fields = measure(render(args.pdf, args.dpi, d), args.dpi)
+            pages, fields = measure(render(args.pdf, args.dpi, d, args.renderer), args.dpi)
 
     rules = ""
     if os.path.exists(args.out):
@@ -783,7 +794,7 @@ def main():
         'title_en = "Record and certificate of the vote count at the polling station, 2024 election of the'
         ' President and Vice President of the Republic of Indonesia (Model C.HASIL-PPWP)"',
         f'source = "Measured by templates/measure.py from the official KPU PDF C.HASIL-PPWP.pdf'
-        f' (3 pages, 1700.79 x 2551.18 pt) rendered with pdftoppm at {args.dpi} dpi:'
+        f' (3 pages, 1700.79 x 2551.18 pt) rendered with {args.renderer} at {args.dpi} dpi:'
         ' connected components, projection profiles and circle fits; edges refined to sub-pixel."',
         "",
     ]

@@ -170,3 +170,60 @@ proptest! {
         prop_assert!(err < 0.6, "angle {} tilt {}: box error {} mm", angle, tilt, err);
     }
 }
+
+/// The official artwork, rendered from the PDF in ../shared when it and pdftoppm are present:
+/// each page is identified at every quarter turn and its boxes land within 0.3 mm.
+#[test]
+fn official_artwork_at_quarter_turns() {
+    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/forms/C.HASIL-PPWP.pdf");
+    if !pdf.exists()
+        || std::process::Command::new("pdftoppm")
+            .arg("-v")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipped: {} or pdftoppm not available", pdf.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dpi = 80.0;
+    let status = std::process::Command::new("pdftoppm")
+        .args(["-r", "80", "-gray", "-png"])
+        .arg(&pdf)
+        .arg(dir.path().join("p"))
+        .status()
+        .expect("pdftoppm runs");
+    assert!(status.success());
+    let t = template();
+    let k = dpi / 25.4;
+    for page in 1..=3u32 {
+        let img = image::open(dir.path().join(format!("p-{page}.png")))
+            .expect("render")
+            .into_luma8();
+        let (w, h) = (img.width() as f64, img.height() as f64);
+        for turn in 0..4 {
+            let (rot, truth) = match turn {
+                0 => (img.clone(), [k, 0.0, 0.0, 0.0, k, 0.0, 0.0, 0.0, 1.0]),
+                // rotate90: (x, y) -> (H - y, x)
+                1 => (
+                    image::imageops::rotate90(&img),
+                    [0.0, -k, h, k, 0.0, 0.0, 0.0, 0.0, 1.0],
+                ),
+                2 => (
+                    image::imageops::rotate180(&img),
+                    [-k, 0.0, w, 0.0, -k, h, 0.0, 0.0, 1.0],
+                ),
+                _ => (
+                    image::imageops::rotate270(&img),
+                    [0.0, k, 0.0, -k, 0.0, w, 0.0, 0.0, 1.0],
+                ),
+            };
+            let truth = Homography::from_array(truth).expect("truth h");
+            let al = align_page(&rot, &t).expect("official page aligns");
+            assert_eq!(al.page, page, "turn {turn}");
+            assert!(al.good, "page {page} turn {turn}: {al:?}");
+            let err = max_box_error_mm(&t, page, &truth, &al.h().expect("h"));
+            assert!(err < 0.3, "page {page} turn {turn}: box error {err} mm");
+        }
+    }
+}

@@ -28,8 +28,8 @@ use imageproc::region_labelling::{Connectivity, connected_components};
 use sample::{bilinear, downscale};
 use serde::{Deserialize, Serialize};
 
-/// Detection runs on a copy whose long side is at most this many pixels: marks (7 mm squares)
-/// stay >= ~6 px wide for a page filling at least half of a photo's long side.
+/// Detection runs on an integer-factor downscaled copy whose long side is at least this many
+/// pixels: marks (7 mm squares) stay >= ~6 px wide for a page filling half the photo's long side.
 pub const WORK_LONG_SIDE: u32 = 1600;
 /// Adaptive-threshold window radius as a fraction of the working long side; must exceed a mark
 /// square's size so square interiors are compared with surrounding paper, not with themselves.
@@ -45,9 +45,11 @@ const MAX_SQUARE_AREA_FRACTION: f64 = 0.01;
 const MAX_MOMENT_RATIO: f64 = 1.8;
 /// Area relative to that of a square with the same second moments (1 for a square).
 const SQUARE_AREA_RANGE: (f64, f64) = (0.8, 1.2);
-/// Centre distance of a mark's two squares over their side (sqrt(2) ideally; the one-pixel
-/// shrink makes measured sides smaller, hence the wide upper bound).
-const PAIR_DISTANCE_RANGE: (f64, f64) = (1.15, 2.1);
+/// Centre distance of a mark's two squares over their side (sqrt(2) ideally). The side is
+/// estimated from the blob area plus the [`SHRINK_PX`] lost on each side.
+const PAIR_DISTANCE_RANGE: (f64, f64) = (1.15, 1.75);
+/// Dark blobs lose this many pixels on every side to the 3x3 maximum filter.
+const SHRINK_PX: f64 = 1.0;
 /// Areas of the two squares of one mark differ by at most this ratio.
 const PAIR_AREA_RATIO: f64 = 1.8;
 /// Most mark candidates considered in the combinatorial search (best square-ness first).
@@ -132,19 +134,40 @@ const CORNER_ORDER: [&str; 4] = ["top_left", "top_right", "bottom_right", "botto
 /// Identify and align one photo against every page of `template`.
 pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, AlignError> {
     let (w, h) = gray.dimensions();
-    let factor = w.max(h).div_ceil(WORK_LONG_SIDE).max(1);
+    let t0 = std::time::Instant::now();
+    // Floor, so the working copy keeps at least WORK_LONG_SIDE px on its long side.
+    let factor = (w.max(h) / WORK_LONG_SIDE).max(1);
     let small = downscale(gray, factor);
-    let squares = find_squares(&small);
+    let t1 = t0.elapsed();
+    let (squares, bowties) = find_squares(&small);
+    let t2 = t0.elapsed();
     let f = factor as f64;
-    let candidates = pair_marks(&squares, f);
-    let mut best: Option<(Alignment, u32)> = None;
-    // Pages of the template share the same mark layout in practice, but try each page's own
-    // marks so that a template with differing pages still works.
+    let candidates = pair_marks(&squares, &bowties, f);
+    tracing::debug!(
+        ?t1,
+        ?t2,
+        squares = squares.len(),
+        candidates = candidates.len(),
+        "align: detection"
+    );
+    // Group pages that share the mark layout and tag position (all pages of the shipped
+    // template do): one tag read per candidate pose then serves every page of the group.
+    let mut groups: Vec<([[f64; 2]; 4], RectMm, Vec<&Page>)> = Vec::new();
     for page in &template.pages {
-        let Some(tmpl_marks) = corner_marks(page) else {
+        let Some(marks) = corner_marks(page) else {
             return Err(AlignError::TemplateMarks(page.number));
         };
-        if let Some((h0, hamming)) = search_quads(gray, &candidates, &tmpl_marks, template, page) {
+        match groups
+            .iter_mut()
+            .find(|g| g.0 == marks && g.1 == page.tag.rect)
+        {
+            Some(g) => g.2.push(page),
+            None => groups.push((marks, page.tag.rect, vec![page])),
+        }
+    }
+    let mut best: Option<(Alignment, u32)> = None;
+    for (marks, rect, pages) in &groups {
+        if let Some((h0, page, hamming)) = search_quads(gray, &candidates, marks, rect, pages) {
             let better = best.as_ref().is_none_or(|(_, bh)| hamming < *bh);
             if better && let Some(al) = refine(gray, h0, page, hamming) {
                 best = Some((al, hamming));
@@ -154,6 +177,7 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
             break;
         }
     }
+    tracing::debug!(total = ?t0.elapsed(), "align: done");
     best.map(|(a, _)| a).ok_or(AlignError::NotAForm {
         marks: candidates.len(),
     })
@@ -167,12 +191,14 @@ fn corner_marks(page: &Page) -> Option<[[f64; 2]; 4]> {
     Some(out)
 }
 
-fn find_squares(small: &GrayImage) -> Vec<Square> {
+/// Square-like blobs, and bowtie-shaped blobs (a mark whose two squares stayed joined at their
+/// touching corner) as mark candidates in working-image pixels.
+fn find_squares(small: &GrayImage) -> (Vec<Square>, Vec<MarkCandidate>) {
     let (w, h) = small.dimensions();
     let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
-    let bin = imageproc::contrast::adaptive_threshold(small, radius, DARK_DELTA);
+    let bin = dark_mask(small, radius, DARK_DELTA);
     // Dark = 0. Grow the white by one pixel so squares touching at a corner separate.
-    let bin = imageproc::morphology::dilate(&bin, imageproc::distance_transform::Norm::LInf, 1);
+    let bin = max3x3(&bin);
     let labels = connected_components(&bin, Connectivity::Four, Luma([255u8]));
     let n = labels.iter().copied().max().unwrap_or(0) as usize;
     // Moments per label: count, sx, sy, sxx, syy, sxy.
@@ -193,9 +219,10 @@ fn find_squares(small: &GrayImage) -> Vec<Square> {
     }
     let max_area = (w as f64 * h as f64 * MAX_SQUARE_AREA_FRACTION).max(MIN_SQUARE_AREA as f64);
     let mut out = Vec::new();
+    let mut bowties = Vec::new();
     for e in m.iter().skip(1) {
         let a = e[0];
-        if a < MIN_SQUARE_AREA as f64 || a > max_area {
+        if a < MIN_SQUARE_AREA as f64 || a > 2.0 * max_area {
             continue;
         }
         let (cx, cy) = (e[1] / a, e[2] / a);
@@ -213,6 +240,13 @@ fn find_squares(small: &GrayImage) -> Vec<Square> {
             continue;
         }
         let ratio = l1 / l2;
+        if let Some(b) = bowtie(&bin, a, cx, cy, vxx, vxy, l1, l2) {
+            bowties.push(b);
+            continue;
+        }
+        if a > max_area {
+            continue;
+        }
         // A w x w square (discrete pixels) has variance (w^2 - 1)/12 per axis.
         let area_rel = a / (12.0 * (l1 * l2).sqrt() + 1.0);
         if ratio > MAX_MOMENT_RATIO
@@ -228,18 +262,145 @@ fn find_squares(small: &GrayImage) -> Vec<Square> {
             badness: ratio * (1.0 + (area_rel - 1.0).abs()),
         });
     }
-    out
+    (out, bowties)
 }
 
-fn pair_marks(squares: &[Square], factor: f64) -> Vec<MarkCandidate> {
-    let mut out = Vec::new();
+/// Two squares of side `s` touching at a corner: area `2 s^2`, principal variances `7 s^2 / 12`
+/// (along the diagonal) and `s^2 / 12`, i.e. `7A/24` and `A/24`.
+const BOWTIE_MAJOR: f64 = 7.0 / 24.0;
+const BOWTIE_MINOR: f64 = 1.0 / 24.0;
+/// Accepted ratio of measured to expected principal variance.
+const BOWTIE_TOLERANCE: (f64, f64) = (0.6, 1.6);
+
+/// Recognise a joined mark from its moments, then confirm its shape: dark at both square
+/// centres, light in the two empty quadrants beside the touching corner.
+#[allow(clippy::too_many_arguments)]
+fn bowtie(
+    bin: &GrayImage,
+    a: f64,
+    cx: f64,
+    cy: f64,
+    vxx: f64,
+    vxy: f64,
+    l1: f64,
+    l2: f64,
+) -> Option<MarkCandidate> {
+    let r1 = l1 / (BOWTIE_MAJOR * a);
+    let r2 = l2 / (BOWTIE_MINOR * a);
+    let ok = |r: f64| r >= BOWTIE_TOLERANCE.0 && r <= BOWTIE_TOLERANCE.1;
+    if !ok(r1) || !ok(r2) {
+        return None;
+    }
+    // Major axis direction.
+    let (mut ux, mut uy) = (vxy, l1 - vxx);
+    if ux.abs() + uy.abs() < 1e-12 {
+        (ux, uy) = (1.0, 0.0);
+    }
+    let n = (ux * ux + uy * uy).sqrt();
+    let (ux, uy) = (ux / n, uy / n);
+    let (vx, vy) = (-uy, ux);
+    let side = (a / 2.0).sqrt() + 2.0 * SHRINK_PX;
+    let d = side / std::f64::consts::SQRT_2;
+    let dark_at = |x: f64, y: f64| -> Option<bool> {
+        let (xi, yi) = (x.floor(), y.floor());
+        if xi < 0.0 || yi < 0.0 || xi >= bin.width() as f64 || yi >= bin.height() as f64 {
+            return None;
+        }
+        Some(bin.get_pixel(xi as u32, yi as u32)[0] == 0)
+    };
+    let centres_dark = dark_at(cx + d * ux, cy + d * uy)? && dark_at(cx - d * ux, cy - d * uy)?;
+    let quadrants_light =
+        !dark_at(cx + d * vx, cy + d * vy)? && !dark_at(cx - d * vx, cy - d * vy)?;
+    if !(centres_dark && quadrants_light) {
+        return None;
+    }
+    Some(MarkCandidate {
+        x: cx,
+        y: cy,
+        badness: (r1 - 1.0).abs() + (r2 - 1.0).abs() + 2.0,
+    })
+}
+
+/// Adaptive threshold: 0 where a pixel is more than `delta` below the mean of the
+/// `(2r+1)^2` window around it (clipped at the borders), 255 elsewhere. Integral-image based,
+/// O(1) per pixel.
+fn dark_mask(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let raw = img.as_raw();
+    // Integral image with a zero first row/column: ii[(y+1)*(w+1) + (x+1)] = sum over [0..=y][0..=x].
+    let stride = w + 1;
+    let mut ii = vec![0u32; (w + 1) * (h + 1)];
+    for y in 0..h {
+        let mut row = 0u32;
+        for x in 0..w {
+            row += u32::from(raw[y * w + x]);
+            ii[(y + 1) * stride + x + 1] = ii[y * stride + x + 1] + row;
+        }
+    }
+    let r = r as usize;
+    let mut out = vec![255u8; w * h];
+    for y in 0..h {
+        let y0 = y.saturating_sub(r);
+        let y1 = (y + r + 1).min(h);
+        for x in 0..w {
+            let x0 = x.saturating_sub(r);
+            let x1 = (x + r + 1).min(w);
+            let sum = ii[y1 * stride + x1] + ii[y0 * stride + x0]
+                - ii[y0 * stride + x1]
+                - ii[y1 * stride + x0];
+            let n = ((y1 - y0) * (x1 - x0)) as i64;
+            // v < mean - delta  <=>  v * n < sum - delta * n
+            let v = i64::from(raw[y * w + x]);
+            if v * n < i64::from(sum) - i64::from(delta) * n {
+                out[y * w + x] = 0;
+            }
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out)
+        .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
+}
+
+/// 3x3 maximum filter (grows white, shrinks dark by one pixel), separable.
+fn max3x3(img: &GrayImage) -> GrayImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let raw = img.as_raw();
+    let mut tmp = vec![0u8; w * h];
+    for y in 0..h {
+        let row = &raw[y * w..(y + 1) * w];
+        for x in 0..w {
+            let a = row[x.saturating_sub(1)];
+            let b = row[x];
+            let c = row[(x + 1).min(w - 1)];
+            tmp[y * w + x] = a.max(b).max(c);
+        }
+    }
+    let mut out = vec![0u8; w * h];
+    for y in 0..h {
+        let (ya, yc) = (y.saturating_sub(1), (y + 1).min(h - 1));
+        for x in 0..w {
+            out[y * w + x] = tmp[ya * w + x].max(tmp[y * w + x]).max(tmp[yc * w + x]);
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out)
+        .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
+}
+
+fn pair_marks(squares: &[Square], bowties: &[MarkCandidate], factor: f64) -> Vec<MarkCandidate> {
+    let mut out: Vec<MarkCandidate> = bowties
+        .iter()
+        .map(|b| MarkCandidate {
+            x: b.x * factor,
+            y: b.y * factor,
+            badness: b.badness,
+        })
+        .collect();
     for (i, a) in squares.iter().enumerate() {
         for b in squares.iter().skip(i + 1) {
             let ratio = a.area.max(b.area) / a.area.min(b.area);
             if ratio > PAIR_AREA_RATIO {
                 continue;
             }
-            let side = ((a.area + b.area) / 2.0).sqrt();
+            let side = ((a.area + b.area) / 2.0).sqrt() + 2.0 * SHRINK_PX;
             let d = ((a.cx - b.cx).powi(2) + (a.cy - b.cy).powi(2)).sqrt();
             let rel = d / side;
             if rel < PAIR_DISTANCE_RANGE.0 || rel > PAIR_DISTANCE_RANGE.1 {
@@ -296,15 +457,16 @@ fn is_convex(q: &[[f64; 2]; 4]) -> bool {
     true
 }
 
-/// Search 4-subsets of candidates; return the homography (from `page`'s marks) whose tag read
-/// best matches `page`'s code, with the Hamming distance.
-fn search_quads(
+/// Search 4-subsets of candidates, largest quads first; return the homography (from the group's
+/// marks) whose tag read best matches one of `pages`' codes, with that page and the Hamming
+/// distance.
+fn search_quads<'p>(
     gray: &GrayImage,
     cands: &[MarkCandidate],
     tmpl: &[[f64; 2]; 4],
-    template: &Template,
-    page: &Page,
-) -> Option<(Homography, u32)> {
+    rect: &RectMm,
+    pages: &[&'p Page],
+) -> Option<(Homography, &'p Page, u32)> {
     let top: Vec<[f64; 2]> = cands
         .iter()
         .take(MAX_CANDIDATES)
@@ -314,7 +476,7 @@ fn search_quads(
     if n < 4 {
         return None;
     }
-    let mut best: Option<(Homography, u32)> = None;
+    let mut best: Option<(Homography, &'p Page, u32)> = None;
     // Larger quads first: the real marks span the page, clutter inside the page does not.
     let mut quads: Vec<([f64; 2], [usize; 4])> = Vec::new();
     for a in 0..n {
@@ -346,18 +508,19 @@ fn search_quads(
             let Some(h) = Homography::fit(tmpl, &dst) else {
                 continue;
             };
-            let Some(read) = read_tag(gray, &h, &page.tag.rect) else {
+            let Some(read) = read_tag(gray, &h, rect) else {
                 continue;
             };
-            let hd = hamming(&read.bits, &page.tag.bits);
-            let _ = template;
-            if hd <= MAX_TAG_HAMMING
-                && read.border_errors <= MAX_TAG_BORDER_ERRORS
-                && best.as_ref().is_none_or(|(_, b)| hd < *b)
-            {
-                best = Some((h, hd));
-                if hd == 0 {
-                    return best;
+            if read.border_errors > MAX_TAG_BORDER_ERRORS {
+                continue;
+            }
+            for page in pages {
+                let hd = hamming(&read.bits, &page.tag.bits);
+                if hd <= MAX_TAG_HAMMING && best.as_ref().is_none_or(|(_, _, b)| hd < *b) {
+                    best = Some((h, page, hd));
+                    if hd == 0 {
+                        return best;
+                    }
                 }
             }
         }

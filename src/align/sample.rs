@@ -37,22 +37,25 @@ pub fn downscale(img: &GrayImage, factor: u32) -> GrayImage {
     let raw = img.as_raw();
     let wu = w as usize;
     let f = factor as usize;
-    let mut out = vec![0u8; (ow * oh) as usize];
-    let mut acc = vec![0u32; ow as usize];
+    let owu = ow as usize;
+    let mut out = vec![0u8; owu * oh as usize];
+    let mut acc = vec![0u32; owu];
+    let n = (f * f) as u32;
     for oy in 0..oh as usize {
         acc.iter_mut().for_each(|a| *a = 0);
         for dy in 0..f {
-            let row = &raw[(oy * f + dy) * wu..(oy * f + dy) * wu + ow as usize * f];
-            for (ox, a) in acc.iter_mut().enumerate() {
-                *a += row[ox * f..ox * f + f]
-                    .iter()
-                    .map(|&v| v as u32)
-                    .sum::<u32>();
+            let start = (oy * f + dy) * wu;
+            let row = &raw[start..start + owu * f];
+            for (a, chunk) in acc.iter_mut().zip(row.chunks_exact(f)) {
+                let mut s = 0u32;
+                for &v in chunk {
+                    s += u32::from(v);
+                }
+                *a += s;
             }
         }
-        let n = (f * f) as u32;
-        for (ox, a) in acc.iter().enumerate() {
-            out[oy * ow as usize + ox] = ((a + n / 2) / n) as u8;
+        for (o, a) in out[oy * owu..(oy + 1) * owu].iter_mut().zip(&acc) {
+            *o = ((a + n / 2) / n) as u8;
         }
     }
     GrayImage::from_raw(ow, oh, out).unwrap_or_else(|| GrayImage::new(ow, oh))

@@ -6,3 +6,5 @@ pub mod classify;
 pub mod process;
 pub mod serve;
 pub mod user;
+pub mod synth;
+pub mod template;

@@ -34,7 +34,12 @@ pub struct BoxCrop {
 
 /// Resample template rectangle `rect` (mm) from the photo at `px_per_mm`.
 /// Returns the crop and the share of samples outside the photo.
-pub fn sample_rect(gray: &GrayImage, h: &Homography, rect: &RectMm, px_per_mm: f64) -> (GrayImage, f64) {
+pub fn sample_rect(
+    gray: &GrayImage,
+    h: &Homography,
+    rect: &RectMm,
+    px_per_mm: f64,
+) -> (GrayImage, f64) {
     let w = ((rect[2] * px_per_mm).round() as u32).max(1);
     let hh = ((rect[3] * px_per_mm).round() as u32).max(1);
     let centre = [rect[0] + rect[2] / 2.0, rect[1] + rect[3] / 2.0];
@@ -72,7 +77,13 @@ pub fn sample_rect(gray: &GrayImage, h: &Homography, rect: &RectMm, px_per_mm: f
 }
 
 /// Cut every digit box of `field`, shifted by the snap offset `(dx, dy)` mm.
-pub fn cut_boxes(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> Vec<BoxCrop> {
+pub fn cut_boxes(
+    gray: &GrayImage,
+    h: &Homography,
+    field: &Field,
+    dx: f64,
+    dy: f64,
+) -> Vec<BoxCrop> {
     field
         .boxes
         .iter()
@@ -117,7 +128,13 @@ pub const BUBBLE_EMPTY: f64 = 0.35;
 const BUBBLE_STEP_MM: f64 = 0.35;
 
 /// Measure every bubble column of a `bubbles` field.
-pub fn read_bubbles(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> Vec<BubbleColumn> {
+pub fn read_bubbles(
+    gray: &GrayImage,
+    h: &Homography,
+    field: &Field,
+    dx: f64,
+    dy: f64,
+) -> Vec<BubbleColumn> {
     let r = field.radius_mm.unwrap_or(4.0);
     field
         .columns
@@ -127,7 +144,9 @@ pub fn read_bubbles(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy
                 .iter()
                 .map(|c| bubble_fill(gray, h, [c[0] + dx, c[1] + dy], r))
                 .collect();
-            let filled: Vec<usize> = (0..fill.len()).filter(|&i| fill[i] >= BUBBLE_FILLED).collect();
+            let filled: Vec<usize> = (0..fill.len())
+                .filter(|&i| fill[i] >= BUBBLE_FILLED)
+                .collect();
             let doubtful = fill
                 .iter()
                 .filter(|f| **f > BUBBLE_EMPTY && **f < BUBBLE_FILLED)
@@ -177,7 +196,11 @@ fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
             }
         }
     }
-    if total == 0 { 0.0 } else { inked as f64 / total as f64 }
+    if total == 0 {
+        0.0
+    } else {
+        inked as f64 / total as f64
+    }
 }
 
 /// A tally cell holds strokes when this share of its inside is inked.
@@ -192,12 +215,18 @@ pub const STROKES_PER_CELL: u32 = 5;
 pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> TallyRange {
     let xs = &field.col_edges_mm;
     let ys = &field.row_edges_mm;
-    let sample = |x: f64, y: f64| h.apply([x + dx, y + dy]).and_then(|p| bilinear(gray, p[0], p[1]));
+    let sample = |x: f64, y: f64| {
+        h.apply([x + dx, y + dy])
+            .and_then(|p| bilinear(gray, p[0], p[1]))
+    };
     let mut marked = 0u32;
     for r in 0..ys.len().saturating_sub(1) {
         for c in 0..xs.len().saturating_sub(1) {
             let (x0, x1, y0, y1) = (xs[c], xs[c + 1], ys[r], ys[r + 1]);
-            let (mx, my) = ((x1 - x0) * (1.0 - TALLY_INNER) / 2.0, (y1 - y0) * (1.0 - TALLY_INNER) / 2.0);
+            let (mx, my) = (
+                (x1 - x0) * (1.0 - TALLY_INNER) / 2.0,
+                (y1 - y0) * (1.0 - TALLY_INNER) / 2.0,
+            );
             let mut vals = Vec::new();
             let mut y = y0 + my;
             while y <= y1 - my {

@@ -53,39 +53,45 @@ impl BoxFit {
     }
 }
 
-/// Fit of all digit boxes of one page.
+/// Fit of all digit boxes of one page, and of its registration-mark squares and tag.
 #[derive(Debug, Clone, Serialize)]
 pub struct FitReport {
     pub page: u32,
     pub px_per_mm: f64,
+    /// Digit boxes (digits, row_totals, date).
     pub boxes: Vec<BoxFit>,
+    /// Outer edges of the filled mark squares (`field` = `mark:<name>`, `index` = square) and of
+    /// the tag (`field` = `tag`); positive offset = the printed edge lies inwards.
+    pub marks: Vec<BoxFit>,
 }
 
 impl FitReport {
-    /// Largest absolute offset over all boxes (`INFINITY` when a line is missing, 0 when there
-    /// are no boxes).
+    /// Largest absolute offset over all boxes and marks (`INFINITY` when a line is missing, 0
+    /// when there is nothing to check).
     pub fn max_abs_mm(&self) -> f64 {
-        self.boxes.iter().map(BoxFit::max_abs_mm).fold(0.0, f64::max)
+        self.all().map(BoxFit::max_abs_mm).fold(0.0, f64::max)
     }
 
-    /// Boxes whose offset exceeds `tol_mm`.
+    fn all(&self) -> impl Iterator<Item = &BoxFit> {
+        self.boxes.iter().chain(&self.marks)
+    }
+
+    /// Boxes and marks whose offset exceeds `tol_mm`.
     pub fn misfits(&self, tol_mm: f64) -> Vec<&BoxFit> {
-        self.boxes
-            .iter()
-            .filter(|b| b.max_abs_mm() > tol_mm)
-            .collect()
+        self.all().filter(|b| b.max_abs_mm() > tol_mm).collect()
     }
 
-    /// The `n` worst boxes, worst first.
+    /// The `n` worst boxes or marks, worst first.
     pub fn worst(&self, n: usize) -> Vec<&BoxFit> {
-        let mut v: Vec<&BoxFit> = self.boxes.iter().collect();
+        let mut v: Vec<&BoxFit> = self.all().collect();
         v.sort_by(|a, b| b.max_abs_mm().total_cmp(&a.max_abs_mm()));
         v.truncate(n);
         v
     }
 }
 
-/// Measure the fit of every digit box (digits, row_totals, date) of `page` on `img`.
+/// Measure the fit of every digit box (digits, row_totals, date), mark square and the tag of
+/// `page` on `img`.
 pub fn measure_fit(img: &GrayImage, t: &Template, page: u32) -> Result<FitReport, TemplateError> {
     let invalid = |message: String| TemplateError::Invalid {
         path: t.id.clone(),
@@ -124,10 +130,33 @@ pub fn measure_fit(img: &GrayImage, t: &Template, page: u32) -> Result<FitReport
             });
         }
     }
+    // filled squares: walk from the paper outside inwards to the first ink
+    let mut marks = Vec::new();
+    let solid = |field: String, index: usize, r: &[f64; 4]| {
+        let (x0, y0, x1, y1) = (r[0] * s, r[1] * s, (r[0] + r[2]) * s, (r[1] + r[3]) * s);
+        let offsets_px = [
+            edge_offset(img, Axis::X, x0, 1.0, (y0, y1), s),
+            edge_offset(img, Axis::Y, y0, 1.0, (x0, x1), s),
+            edge_offset(img, Axis::X, x1, -1.0, (y0, y1), s),
+            edge_offset(img, Axis::Y, y1, -1.0, (x0, x1), s),
+        ];
+        BoxFit {
+            field,
+            index,
+            offsets_mm: offsets_px.map(|o| o.map(|v| v / s)),
+        }
+    };
+    for m in &p.marks {
+        for (i, sq) in m.squares.iter().enumerate() {
+            marks.push(solid(format!("mark:{}", m.name), i, sq));
+        }
+    }
+    marks.push(solid("tag".into(), 0, &p.tag.rect));
     Ok(FitReport {
         page,
         px_per_mm: s,
         boxes,
+        marks,
     })
 }
 
@@ -139,8 +168,9 @@ enum Axis {
     Y,
 }
 
-/// Offset in px of the printed inside edge from `edge` (px), `outward` = +1/-1 along the axis;
-/// `along` = the edge's extent on the other axis (px).
+/// Offset in px of the first printed edge met when walking across `edge` (px) in direction
+/// `outward` (+1/-1 along the axis), from paper at `SEARCH_MM` before it; `along` = the edge's
+/// extent on the other axis (px). Positive = the printed edge lies further along `outward`.
 fn edge_offset(
     img: &GrayImage,
     axis: Axis,
@@ -206,8 +236,9 @@ mod tests {
     use super::*;
     use image::Luma;
 
-    /// A synthetic page with one box whose inside edge is at known sub-pixel positions.
-    fn page_with_box(s: f64, rect: [f64; 4], line_mm: f64) -> GrayImage {
+    /// A synthetic page with one box whose inside edge is at known sub-pixel positions, and
+    /// filled rectangles `solid`.
+    fn page_with_box(s: f64, rect: [f64; 4], line_mm: f64, solid: &[[f64; 4]]) -> GrayImage {
         let (w, h) = ((600.0 * s) as u32, (900.0 * s) as u32);
         let (x0, y0, x1, y1) = (rect[0], rect[1], rect[0] + rect[2], rect[1] + rect[3]);
         let (ox0, oy0, ox1, oy1) = (x0 - line_mm, y0 - line_mm, x1 + line_mm, y1 + line_mm);
@@ -220,7 +251,10 @@ mod tests {
                     let y = (py as f64 + (sy as f64 + 0.5) / 4.0) / s;
                     let in_outer = x >= ox0 && x < ox1 && y >= oy0 && y < oy1;
                     let in_inner = x >= x0 && x < x1 && y >= y0 && y < y1;
-                    if in_outer && !in_inner {
+                    let in_solid = solid
+                        .iter()
+                        .any(|r| x >= r[0] && x < r[0] + r[2] && y >= r[1] && y < r[1] + r[3]);
+                    if (in_outer && !in_inner) || in_solid {
                         ink += 1;
                     }
                 }
@@ -241,11 +275,20 @@ mod tests {
         t.fields.retain(|f| f.id == "dpt.l");
         t.fields[0].boxes.truncate(1);
         let rect = t.fields[0].boxes[0];
-        let s = 4.0; // px per mm
-        let img = page_with_box(s, rect, 1.0);
+        let s = 2.0; // px per mm (coarse on purpose: sub-pixel accuracy is what is tested)
+        let p = &t.pages[0];
+        let mut solid: Vec<[f64; 4]> = p.marks.iter().flat_map(|m| m.squares.clone()).collect();
+        solid.push(p.tag.rect);
+        let img = page_with_box(s, rect, 1.0, &solid);
         let rep = measure_fit(&img, &t, 1).unwrap();
         assert_eq!(rep.boxes.len(), 1);
-        assert!(rep.max_abs_mm() < 0.1, "{:?}", rep.boxes);
+        assert_eq!(rep.marks.len(), 9);
+        assert!(rep.max_abs_mm() < 0.1, "{:?}", rep.worst(3));
+        // without the marks printed, every mark edge is missing
+        let bare = page_with_box(s, rect, 1.0, &[]);
+        let rep = measure_fit(&bare, &t, 1).unwrap();
+        assert!(rep.boxes[0].max_abs_mm() < 0.1);
+        assert_eq!(rep.misfits(TOLERANCE_MM).len(), 9);
         // the same image against a template moved right by 0.8 mm: the printed left edge now
         // lies 0.8 mm outwards of the expected one, the right edge 0.8 mm inwards
         let moved = t.shifted(0.8, 0.0);
@@ -254,7 +297,10 @@ mod tests {
         assert!((o[0].unwrap() - 0.8).abs() < 0.1, "{o:?}");
         assert!((o[2].unwrap() + 0.8).abs() < 0.1, "{o:?}");
         assert!(o[1].unwrap().abs() < 0.1, "{o:?}");
-        assert_eq!(rep.misfits(TOLERANCE_MM).len(), 1);
+        // marks moved too: their left edges lie 0.8 mm before the expected (negative = outwards)
+        let m = rep.marks[0].offsets_mm;
+        assert!((m[0].unwrap() + 0.8).abs() < 0.1, "{m:?}");
+        assert_eq!(rep.misfits(TOLERANCE_MM).len(), 10);
         // a blank page: no line anywhere
         let blank = GrayImage::from_pixel(img.width(), img.height(), Luma([255]));
         let rep = measure_fit(&blank, &t, 1).unwrap();

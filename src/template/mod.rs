@@ -209,7 +209,10 @@ impl Template {
         if self.schema != TEMPLATE_SCHEMA {
             return Err(bad(
                 "schema".into(),
-                format!("schema {} is not supported (expected {TEMPLATE_SCHEMA})", self.schema),
+                format!(
+                    "schema {} is not supported (expected {TEMPLATE_SCHEMA})",
+                    self.schema
+                ),
             ));
         }
         if self.id.trim().is_empty() {
@@ -281,12 +284,13 @@ impl Template {
         let numeric: Vec<&str> = self.numeric_fields().map(|f| f.id.as_str()).collect();
         let mut out = Vec::new();
         for (i, spec) in self.rules.iter().enumerate() {
-            let mut rules =
-                rules::compile(spec, &numeric).map_err(|(sub, message)| TemplateError::Invalid {
+            let mut rules = rules::compile(spec, &numeric).map_err(|(sub, message)| {
+                TemplateError::Invalid {
                     path: origin.to_string(),
                     key: format!("rules[{i}] (\"{}\").{sub}", spec.id),
                     message,
-                })?;
+                }
+            })?;
             out.append(&mut rules);
         }
         Ok(out)
@@ -421,7 +425,10 @@ fn check_point(key: String, p: &PointMm, w: f64, h: f64) -> Check {
     if point_inside(p, w, h) {
         Ok(())
     } else {
-        Err((key, format!("point {p:?} lies outside the {w} x {h} mm page")))
+        Err((
+            key,
+            format!("point {p:?} lies outside the {w} x {h} mm page"),
+        ))
     }
 }
 
@@ -596,7 +603,10 @@ impl Field {
         };
         if self.kind.has_boxes() {
             if self.boxes.is_empty() {
-                return Err((format!("{key}.boxes"), "at least one box is required".into()));
+                return Err((
+                    format!("{key}.boxes"),
+                    "at least one box is required".into(),
+                ));
             }
             for (i, b) in self.boxes.iter().enumerate() {
                 check_rect(format!("{key}.boxes[{i}]"), b, w, h)?;
@@ -739,7 +749,7 @@ impl Field {
             x1 = x1.max(p[0]);
             y1 = y1.max(p[1]);
         }
-        (!pts.is_empty()).then(|| [x0, y0, x1 - x0, y1 - y0])
+        (!pts.is_empty()).then_some([x0, y0, x1 - x0, y1 - y0])
     }
 }
 
@@ -874,7 +884,13 @@ mod tests {
         let rules = t.rules();
         let get = |f: &str| v.get(f).copied();
         for r in &rules {
-            assert_eq!(r.evaluate(&get), RuleOutcome::Ok, "{}: {}", r.id, r.check_text());
+            assert_eq!(
+                r.evaluate(&get),
+                RuleOutcome::Ok,
+                "{}: {}",
+                r.id,
+                r.check_text()
+            );
         }
         let mut bad = v.clone();
         bad.insert("valid".into(), 201);
@@ -885,7 +901,13 @@ mod tests {
             .map(|r| r.id.as_str())
             .collect();
         assert_eq!(violated, ["valid_sum", "total_sum"]);
-        let get = |f: &str| if f == "votes.2" { None } else { v.get(f).copied() };
+        let get = |f: &str| {
+            if f == "votes.2" {
+                None
+            } else {
+                v.get(f).copied()
+            }
+        };
         let r = rules.iter().find(|r| r.id == "valid_sum").unwrap();
         assert_eq!(
             r.evaluate(&get),
@@ -918,78 +940,123 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(Box<dyn FnOnce(&mut toml::Table)>, &str)> = vec![
-            (Box::new(|v| { v.insert("schema".into(), 2.into()); }), "`schema`"),
+        type Edit = Box<dyn FnOnce(&mut toml::Table)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|v| {
+                    v.insert("schema".into(), 2.into());
+                }),
+                "`schema`",
+            ),
             (
                 Box::new(|v| {
                     let b = field_mut(v, "dpt.l")["boxes"].as_array_mut().unwrap();
-                    b[2] = toml::Value::Array(vec![599.0.into(), 10.0.into(), 5.0.into(), 5.0.into()]);
+                    b[2] =
+                        toml::Value::Array(vec![599.0.into(), 10.0.into(), 5.0.into(), 5.0.into()]);
                 }),
                 "`fields.\"dpt.l\".boxes[2]`",
             ),
             (
-                Box::new(|v| { field_mut(v, "votes.1.bubbles")["columns"].as_array_mut().unwrap()[1].as_array_mut().unwrap().pop(); }),
+                Box::new(|v| {
+                    field_mut(v, "votes.1.bubbles")["columns"]
+                        .as_array_mut()
+                        .unwrap()[1]
+                        .as_array_mut()
+                        .unwrap()
+                        .pop();
+                }),
                 "`fields.\"votes.1.bubbles\".columns[1]`",
             ),
             (
-                Box::new(|v| { field_mut(v, "votes.1.bubbles").insert("of".into(), "valid.x".into()); }),
+                Box::new(|v| {
+                    field_mut(v, "votes.1.bubbles").insert("of".into(), "valid.x".into());
+                }),
                 "`fields.\"votes.1.bubbles\".of`",
             ),
             (
                 Box::new(|v| {
-                    let e = field_mut(v, "invalid.tally")["col_edges_mm"].as_array_mut().unwrap();
+                    let e = field_mut(v, "invalid.tally")["col_edges_mm"]
+                        .as_array_mut()
+                        .unwrap();
                     e.swap(3, 4);
                 }),
                 "`fields.\"invalid.tally\".col_edges_mm`",
             ),
             (
-                Box::new(|v| { field_mut(v, "valid").insert("page".into(), 7.into()); }),
+                Box::new(|v| {
+                    field_mut(v, "valid").insert("page".into(), 7.into());
+                }),
                 "`fields.\"valid\".page`",
             ),
             (
-                Box::new(|v| { field_mut(v, "total").insert("id".into(), "valid".into()); }),
+                Box::new(|v| {
+                    field_mut(v, "total").insert("id".into(), "valid".into());
+                }),
                 ".id`",
             ),
             (
-                Box::new(|v| { field_mut(v, "dpt.p").insert("radius_mm".into(), 2.0.into()); }),
+                Box::new(|v| {
+                    field_mut(v, "dpt.p").insert("radius_mm".into(), 2.0.into());
+                }),
                 "`fields.\"dpt.p\".radius_mm`",
             ),
             (
-                Box::new(|v| { field_mut(v, "date.day").remove("line_mm"); }),
+                Box::new(|v| {
+                    field_mut(v, "date.day").remove("line_mm");
+                }),
                 "`fields.\"date.day\".line_mm`",
             ),
             (
                 Box::new(|v| {
-                    let p = v["pages"].as_array_mut().unwrap()[1].as_table_mut().unwrap();
-                    p["tag"].as_table_mut().unwrap().insert("bits".into(), "0101".into());
+                    let p = v["pages"].as_array_mut().unwrap()[1]
+                        .as_table_mut()
+                        .unwrap();
+                    p["tag"]
+                        .as_table_mut()
+                        .unwrap()
+                        .insert("bits".into(), "0101".into());
                 }),
                 "`pages[1].tag.bits`",
             ),
             (
                 Box::new(|v| {
-                    let p = v["pages"].as_array_mut().unwrap()[0].as_table_mut().unwrap();
-                    let m = p["marks"].as_array_mut().unwrap()[3].as_table_mut().unwrap();
+                    let p = v["pages"].as_array_mut().unwrap()[0]
+                        .as_table_mut()
+                        .unwrap();
+                    let m = p["marks"].as_array_mut().unwrap()[3]
+                        .as_table_mut()
+                        .unwrap();
                     m.insert("name".into(), "top_left".into());
                 }),
                 "`pages[0].marks[3].name`",
             ),
             (
                 Box::new(|v| {
-                    let p = v["pages"].as_array_mut().unwrap()[2].as_table_mut().unwrap();
+                    let p = v["pages"].as_array_mut().unwrap()[2]
+                        .as_table_mut()
+                        .unwrap();
                     p.insert("number".into(), 1.into());
                 }),
                 "`pages[2].number`",
             ),
             (
                 Box::new(|v| {
-                    let r = v["rules"].as_array_mut().unwrap()[0].as_table_mut().unwrap();
+                    let r = v["rules"].as_array_mut().unwrap()[0]
+                        .as_table_mut()
+                        .unwrap();
                     r.insert("check".into(), "dpt.lp == dpt.l + dpt.q".into());
                 }),
                 "`rules[0] (\"dpt.lp_sum\").check`",
             ),
             (
                 Box::new(|v| {
-                    let r = v["rules"].as_array_mut().unwrap().last_mut().unwrap().as_table_mut().unwrap();
+                    let r = v["rules"]
+                        .as_array_mut()
+                        .unwrap()
+                        .last_mut()
+                        .unwrap()
+                        .as_table_mut()
+                        .unwrap();
                     r.insert("check".into(), "votes.1 * votes.2 <= 1".into());
                 }),
                 "`rules[",
@@ -997,9 +1064,15 @@ mod tests {
             (
                 Box::new(|v| {
                     let rules = v["rules"].as_array_mut().unwrap();
-                    let r = rules.iter_mut().find(|r| r["id"].as_str() == Some("count_max_300")).unwrap();
+                    let r = rules
+                        .iter_mut()
+                        .find(|r| r["id"].as_str() == Some("count_max_300"))
+                        .unwrap();
                     r["for_each"].as_array_mut().unwrap().push("date.*".into());
-                    r["for_each"].as_array_mut().unwrap().push("nothing.*".into());
+                    r["for_each"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push("nothing.*".into());
                 }),
                 "(\"count_max_300\").for_each[13]`",
             ),
@@ -1033,9 +1106,15 @@ mod tests {
         let (a, b) = (t.field("dpt.l").unwrap(), s.field("dpt.l").unwrap());
         assert_eq!(b.boxes[0][0], a.boxes[0][0] + 1.0);
         assert_eq!(b.boxes[0][1], a.boxes[0][1] - 2.0);
-        assert_eq!(s.pages[0].marks[0].center[0], t.pages[0].marks[0].center[0] + 1.0);
+        assert_eq!(
+            s.pages[0].marks[0].center[0],
+            t.pages[0].marks[0].center[0] + 1.0
+        );
         let g = s.field("votes.1.tally").unwrap();
-        assert_eq!(g.row_edges_mm[0], t.field("votes.1.tally").unwrap().row_edges_mm[0] - 2.0);
+        assert_eq!(
+            g.row_edges_mm[0],
+            t.field("votes.1.tally").unwrap().row_edges_mm[0] - 2.0
+        );
     }
 
     #[test]
@@ -1043,9 +1122,8 @@ mod tests {
         let t = shipped();
         for p in &t.pages {
             let g = p.tag.module_grid();
-            for i in 0..8 {
-                assert!(g[0][i] && g[7][i] && g[i][0] && g[i][7]);
-            }
+            assert!(g[0].iter().chain(&g[7]).all(|b| *b));
+            assert!(g.iter().all(|row| row[0] && row[7]));
             let inner: String = (1..7)
                 .flat_map(|r| (1..7).map(move |c| (r, c)))
                 .map(|(r, c)| if g[r][c] { '1' } else { '0' })

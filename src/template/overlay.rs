@@ -20,6 +20,8 @@ const TEXT: Rgb<u8> = Rgb([0, 0, 150]);
 const CIRCLE_SEGMENTS: usize = 36;
 /// Height of a field-id label in mm on the page (readable at 100-300 dpi).
 const LABEL_HEIGHT_MM: f64 = 3.0;
+/// Gap between a label and the printed line it sits above, in mm.
+const LABEL_GAP_MM: f64 = 0.4;
 
 /// Draw page `page` of `t` over `img`, mapping template mm to pixels with `map`.
 pub fn draw_overlay(
@@ -88,21 +90,35 @@ pub fn draw_overlay(
                 }
             }
         }
-        // label just above the field's top-left corner (bubbles and grids: inside, top-left)
+        // labels: digits/date just above the printed line of the first box; row totals (packed
+        // one under another) only their `rowK` suffix inside the first box; bubbles below the
+        // last row of bubbles; grids just inside their top-left corner
         if let Some(b) = f.bounds() {
-            let y = if f.kind.has_boxes() {
-                b[1] - LABEL_HEIGHT_MM - 0.5
-            } else {
-                b[1] + 0.5
+            let scale = ((LABEL_HEIGHT_MM * px_per_mm) / GLYPH_H as f64)
+                .round()
+                .max(1.0) as i64;
+            let text_h = (GLYPH_H as i64 * scale) as f32;
+            let short = f.id.rsplit('.').next().unwrap_or(&f.id);
+            let (text, (x, y)) = match f.kind {
+                FieldKind::Digits | FieldKind::Date => {
+                    let above = b[1] - f.line_mm.unwrap_or(0.0) - LABEL_GAP_MM;
+                    let (x, y) = (d.map)([b[0], above]);
+                    (f.id.as_str(), (x, y - text_h))
+                }
+                FieldKind::RowTotals => {
+                    (short, (d.map)([b[0] + LABEL_GAP_MM, b[1] + LABEL_GAP_MM]))
+                }
+                FieldKind::Bubbles => (f.id.as_str(), (d.map)([b[0], b[1] + b[3] + LABEL_GAP_MM])),
+                FieldKind::TallyGrid => (
+                    f.id.as_str(),
+                    (d.map)([b[0] + LABEL_GAP_MM, b[1] + LABEL_GAP_MM]),
+                ),
             };
-            let (x, y) = (d.map)([b[0], y.max(0.0)]);
-            let scale = ((LABEL_HEIGHT_MM * px_per_mm) / GLYPH_H as f64).round().max(1.0) as i64;
-            draw_text(d.img, &f.id, x as i64, y as i64, scale, TEXT);
+            draw_text(d.img, text, x as i64, y as i64, scale, TEXT);
         }
     }
 }
 
-/// Convenience: overlay on an upright full-page image at `px_per_mm` (pixel centres at +0.5).
 pub fn draw_overlay_scaled(img: &mut RgbImage, t: &Template, page: u32, px_per_mm: f64) {
     let map = move |p: PointMm| ((p[0] * px_per_mm) as f32, (p[1] * px_per_mm) as f32);
     draw_overlay(img, t, page, &map);

@@ -148,9 +148,14 @@ pub struct Rule {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RuleOutcome {
     Ok,
-    Violated { lhs: f64, rhs: f64 },
+    Violated {
+        lhs: f64,
+        rhs: f64,
+    },
     /// Some fields have no value: the rule cannot be decided.
-    Unknown { missing: Vec<String> },
+    Unknown {
+        missing: Vec<String>,
+    },
 }
 
 impl Rule {
@@ -361,10 +366,13 @@ fn substitute(e: &LinExpr, field: &str) -> LinExpr {
             .iter()
             .map(|t| Term {
                 coef: t.coef,
-                field: t
-                    .field
-                    .as_ref()
-                    .map(|f| if f == "$" { field.to_string() } else { f.clone() }),
+                field: t.field.as_ref().map(|f| {
+                    if f == "$" {
+                        field.to_string()
+                    } else {
+                        f.clone()
+                    }
+                }),
             })
             .collect(),
     }
@@ -381,7 +389,9 @@ pub fn compile(spec: &RuleSpec, numeric: &[&str]) -> Result<Vec<Rule>, (String, 
         if !numeric.contains(&n.as_str()) {
             return Err((
                 "check".into(),
-                format!("`{n}` is not a numeric field (digits, row_totals or date) of the template"),
+                format!(
+                    "`{n}` is not a numeric field (digits, row_totals or date) of the template"
+                ),
             ));
         }
     }

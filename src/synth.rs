@@ -1,1 +1,0 @@
-//! Stage module `synth` (work in progress).
