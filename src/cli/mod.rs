@@ -5,6 +5,6 @@ pub mod audit;
 pub mod classify;
 pub mod process;
 pub mod serve;
-pub mod user;
 pub mod synth;
 pub mod template;
+pub mod user;

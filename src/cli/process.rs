@@ -102,9 +102,15 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
             .or_else(|| args.db.as_ref().map(|d| d.join("crops-work"))),
     };
     let mut store = match &args.db {
-        Some(d) => Some(crate::store::Store::open(d)?.with_field_order(
-            pipeline.template.numeric_fields().map(|f| f.id.clone()).collect(),
-        )),
+        Some(d) => Some(
+            crate::store::Store::open(d)?.with_field_order(
+                pipeline
+                    .template
+                    .numeric_fields()
+                    .map(|f| f.id.clone())
+                    .collect(),
+            ),
+        ),
         None => None,
     };
     let total_pages: usize = subs.iter().map(|s| s.files.len()).sum();
