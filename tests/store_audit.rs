@@ -172,3 +172,100 @@ fn same_photos_are_ingested_once_and_stored_by_hash() {
     let stored = dir.path().join("photos").join(&sha[..2]).join(&sha[2..]);
     assert_eq!(std::fs::read(stored).unwrap(), fixture_photo());
 }
+
+#[test]
+fn expired_leases_return_items_to_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = setup(dir.path());
+    let mut store = Store::open(dir.path()).unwrap();
+    let users = store.users().unwrap();
+    let a = users.iter().find(|u| u.name == REVIEWER).unwrap().clone();
+    let b = users.iter().find(|u| u.name == REVIEWER2).unwrap().clone();
+    let first = store.claim_next(&a, false, &[]).unwrap().unwrap();
+    assert_eq!(first.field, "dpt.p");
+    let other = store.claim_next(&b, false, &[]).unwrap().unwrap();
+    assert_ne!(other, first);
+    // a walks away: once the lease expires, b may take the item.
+    store
+        .connection_for_tests()
+        .execute(
+            "UPDATE leases SET expires_ms = 0 WHERE user_id = ?1",
+            [a.id],
+        )
+        .unwrap();
+    let key = ItemKey {
+        submission_id: sid,
+        field: "dpt.p".into(),
+    };
+    store.claim(&b, &key, false).unwrap();
+    let r = store.review(
+        &a,
+        &key,
+        &ReviewInput {
+            action: ReviewAction::Confirm,
+            value: None,
+            reason: None,
+        },
+        false,
+    );
+    assert!(
+        matches!(r, Err(rekap::store::StoreError::Conflict(_))),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rekap"))
+        .args([
+            "user",
+            "add",
+            "--role",
+            "supervisor",
+            "--password-stdin",
+            "--db",
+        ])
+        .arg(dir.path())
+        .arg("siti")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough secret\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let store = Store::open(dir.path()).unwrap();
+    let u = store
+        .check_password("siti", "a long enough secret")
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.role, rekap::store::Role::Supervisor);
+    assert!(
+        store
+            .check_password("siti", "a long enough secret\n")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .check_password("nobody", "a long enough secret")
+            .unwrap()
+            .is_none()
+    );
+    // Short passwords are refused.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rekap"))
+        .args(["user", "add", "--password-stdin", "--db"])
+        .arg(dir.path())
+        .arg("budi")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"short\n").unwrap();
+    assert!(!child.wait().unwrap().success());
+}

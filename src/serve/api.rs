@@ -154,12 +154,13 @@ async fn login(
             "too many login attempts; wait a minute",
         ));
     }
-    let st = state.clone();
-    // Password hashing is deliberately slow: keep it off the async workers.
+    let record = state.store().login_record(&body.name)?;
+    // Password hashing is deliberately slow: verify off the async workers and outside the
+    // store lock.
     let user =
-        tokio::task::spawn_blocking(move || st.store().check_password(&body.name, &body.password))
+        tokio::task::spawn_blocking(move || crate::store::verify_login(record, &body.password))
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+            .map_err(|e| ApiError::internal(e.to_string()))?;
     let Some(user) = user else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -146,7 +146,21 @@ impl AppState {
                 return;
             }
         };
-        let report = proc_.process(&name, &files);
+        // A panic in the pipeline must not leave the submission `processing` forever.
+        let report = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            proc_.process(&name, &files)
+        })) {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!("submission {id}: the pipeline panicked");
+                let _ = self.store().set_state(
+                    id,
+                    SubmissionState::Failed,
+                    Some("internal error while reading the photos (logged on the server)"),
+                );
+                return;
+            }
+        };
         let mut st = self.store();
         if let Err(e) = st.ingest_report(id, &report) {
             tracing::error!("submission {id}: ingest failed: {e}");

@@ -442,6 +442,28 @@ impl Store {
         Ok(out)
     }
 
+    /// An account and its password hash (to verify outside any lock with [`verify_login`]).
+    pub fn login_record(&self, name: &str) -> Result<Option<(User, String)>> {
+        let row: Option<(i64, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, role, password_hash FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(id, role, hash)| {
+            (
+                User {
+                    id,
+                    name: name.to_string(),
+                    role: Role::parse(&role).unwrap_or(Role::Reviewer),
+                },
+                hash,
+            )
+        }))
+    }
+
     /// Check a name and password. Unknown names cost the same hashing time as known ones.
     pub fn check_password(&self, name: &str, password: &str) -> Result<Option<User>> {
         let row: Option<(i64, String, String)> = self
@@ -828,6 +850,18 @@ pub fn sniff_image_type(bytes: &[u8]) -> &'static str {
         "image/png"
     } else {
         "application/octet-stream"
+    }
+}
+
+/// Verify a password against [`Store::login_record`]'s result; `None` (unknown name) costs the
+/// same time as a real check, so response time does not reveal which names exist.
+pub fn verify_login(record: Option<(User, String)>, password: &str) -> Option<User> {
+    match record {
+        Some((user, hash)) => verify_password(password, &hash).then_some(user),
+        None => {
+            let _ = verify_password(password, DUMMY_HASH);
+            None
+        }
     }
 }
 
