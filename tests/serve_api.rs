@@ -193,6 +193,12 @@ async fn public_endpoints_and_security_headers() {
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     }
+    let r = call(&app, "DELETE", "/api/queue", Cred::None, None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.error_code(), "method_not_allowed");
+    let r = call(&app, "GET", "/api/nothing-here", Cred::None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_code(), "not_found");
     let html = call(&app, "GET", "/", Cred::None, None).await;
     let text = String::from_utf8(html.bytes).unwrap();
     assert!(!text.contains("<script>"), "no inline script");

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(audit_log))
         .route("/api/audit/verify", get(audit_verify))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -102,6 +103,14 @@ async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
 }
 
 async fn not_found() -> ApiError {
