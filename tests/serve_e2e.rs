@@ -202,6 +202,34 @@ async fn reviewer_corrects_a_flag_with_the_keyboard_in_chromium() {
         let f = client.find(Locator::Id("item-field")).await?.text().await?;
         assert_eq!(f, "dpt.lp");
         std::fs::write(out_dir.join("after-save.png"), client.screenshot().await?).unwrap();
+        // `o`: the sum is written inconsistently on paper (officer error); then `n` skips the
+        // last flag, which ends the round back at the queue.
+        client.active_element().await?.send_keys("o").await?;
+        wait_until("the officer-inconsistency save", || async {
+            let t = client
+                .find(Locator::Id("status"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            t.contains("dpt.lp").then_some(t)
+        })
+        .await;
+        let f = client.find(Locator::Id("item-field")).await?.text().await?;
+        assert_eq!(f, "b1.l");
+        client.active_element().await?.send_keys("n").await?;
+        wait_until("the queue after skipping", || async {
+            let t = client
+                .find(Locator::Id("queue-note"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            t.contains("skipped").then_some(t)
+        })
+        .await;
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;
@@ -212,7 +240,11 @@ async fn reviewer_corrects_a_flag_with_the_keyboard_in_chromium() {
     let store = Store::open(data.path()).unwrap();
     assert_eq!(store.current_values(sid).unwrap()["dpt.p"], Some(180));
     let log = store.audit_entries(Some(sid)).unwrap();
-    let e = log.last().unwrap();
+    let e = log
+        .iter()
+        .rev()
+        .find(|e| e.field.as_deref() == Some("dpt.p"))
+        .unwrap();
     assert_eq!(
         (
             e.actor.as_str(),
@@ -222,6 +254,13 @@ async fn reviewer_corrects_a_flag_with_the_keyboard_in_chromium() {
         ),
         (REVIEWER, Some("dpt.p"), Some("130"), Some("180"))
     );
+    let ex = store.export().unwrap();
+    let lp = &ex[0].fields["dpt.lp"];
+    assert_eq!(
+        (lp.value, lp.provenance.as_str()),
+        (Some(300), "officer_inconsistency")
+    );
+    assert_eq!(ex[0].fields["b1.l"].provenance, "unreviewed");
     assert!(store.verify_audit().unwrap().is_ok());
     drop(store);
     let a = addr;

@@ -335,6 +335,8 @@ async function submitReview(action) {
   if (action === "correct") {
     if (typed === "") { setStatus("Type the value written on the photo, or press c to confirm the machine's reading.", "error"); return; }
     body.value = parseInt(typed, 10);
+  } else if (action === "blank") {
+    body.action = "correct"; body.value = null;
   } else if (action === "officer_inconsistency" && typed !== "") {
     body.value = parseInt(typed, 10);
   }
@@ -365,6 +367,7 @@ document.addEventListener("keydown", (ev) => {
   if (k === "Enter") { ev.preventDefault(); submitReview("correct"); }
   else if (k === "c" || k === "C") { ev.preventDefault(); submitReview("confirm"); }
   else if (k === "o" || k === "O") { ev.preventDefault(); submitReview("officer_inconsistency"); }
+  else if (k === "b" || k === "B") { ev.preventDefault(); submitReview("blank"); }
   else if (k === "n" || k === "N") { ev.preventDefault(); S.skip.push(S.item.key); next(); }
   else if (k === "Escape") { ev.preventDefault(); api("POST", "/api/queue/release").catch(() => {}); showQueue(); }
   else if (k.length === 1 && !/[0-9]/.test(k)) { ev.preventDefault(); }
