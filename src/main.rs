@@ -16,6 +16,12 @@ enum Command {
     Eval(rekap::cli::eval::EvalArgs),
     /// Read submissions of form photos into checked numbers with flags (JSON Lines).
     Process(rekap::cli::process::ProcessArgs),
+    /// The review service: reviewers clear flags with the photo beside every number.
+    Serve(rekap::cli::serve::ServeArgs),
+    /// Accounts of the review service.
+    User(rekap::cli::user::UserArgs),
+    /// Verify or print the review service's hash-chained audit log.
+    Audit(rekap::cli::audit::AuditArgs),
     /// Template tools: validate, overlay, fit check.
     Template(rekap::cli::template::TemplateArgs),
     /// Cut a synth set's digit boxes as the pipeline does: labelled model inputs (IDX).
@@ -41,6 +47,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Process(args) => {
             let code = rekap::cli::process::run(args)?;
+            std::process::exit(code)
+        }
+        Command::Serve(args) => rekap::cli::serve::run(args),
+        Command::User(args) => rekap::cli::user::run(args),
+        Command::Audit(args) => {
+            let code = rekap::cli::audit::run(args)?;
             std::process::exit(code)
         }
         Command::Template(a) => rekap::cli::template::run(a),

@@ -42,6 +42,10 @@ pub struct ProcessArgs {
     /// Decision settings (acceptance threshold...).
     #[arg(long, default_value = DEFAULT_DECIDE_CONFIG)]
     pub config: PathBuf,
+    /// Also ingest submissions, photos, readings, crops and flags into the review store in DIR
+    /// (re-processing the same photos adds nothing).
+    #[arg(long, value_name = "DIR")]
+    pub db: Option<PathBuf>,
     /// No progress bar or summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -92,7 +96,22 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
         config,
         pool,
         model_name: format!("{} sha256:{}", card.name, &card.sha256),
-        crops_dir: args.crops.clone(),
+        crops_dir: args
+            .crops
+            .clone()
+            .or_else(|| args.db.as_ref().map(|d| d.join("crops-work"))),
+    };
+    let mut store = match &args.db {
+        Some(d) => Some(
+            crate::store::Store::open(d)?.with_field_order(
+                pipeline
+                    .template
+                    .numeric_fields()
+                    .map(|f| f.id.clone())
+                    .collect(),
+            ),
+        ),
+        None => None,
     };
     let total_pages: usize = subs.iter().map(|s| s.files.len()).sum();
     let bar = if args.quiet {
@@ -122,7 +141,13 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
                 r
             })
             .collect();
-        for r in &reports {
+        for (s, r) in round.iter().zip(&reports) {
+            if let Some(st) = store.as_mut() {
+                let (id, _) = st.add_submission_files(&s.name, &s.files)?;
+                if !st.ingest_report(id, r)? {
+                    tracing::info!("{}: already in the store (submission {id})", s.name);
+                }
+            }
             serde_json::to_writer(&mut out, r)?;
             out.write_all(b"\n")?;
             summary.add(r);

@@ -1,0 +1,168 @@
+//! `rekap serve --db DIR [--listen 127.0.0.1:8080] [--demo]`: the review service.
+
+use super::process::{DEFAULT_DECIDE_CONFIG, load_config, project_file};
+use crate::pipeline::{Pipeline, discover};
+use crate::recognize::{DEFAULT_MODEL_CARD, ModelCard, ModelPool, OrtModel};
+use crate::serve::{AppState, Processor, ServeConfig};
+use crate::store::{Role, Store};
+use crate::template::{DEFAULT_TEMPLATE_PATH, Template};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Photos processed by `--demo` when `--demo-photos` is not given.
+pub const DEFAULT_DEMO_PHOTOS: &str = "testdata/synth";
+/// Folder (inside the data folder) where the pipeline writes field crops before they are stored.
+const CROPS_WORK_DIR: &str = "crops-work";
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Data folder (database and photos); created when absent. With --demo and no --db, a new
+    /// temporary folder.
+    #[arg(long, value_name = "DIR", required_unless_present = "demo")]
+    pub db: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Demo: process the bundled photos into the data folder, create demo accounts (printed),
+    /// and serve over plain http (implies --insecure-cookie).
+    #[arg(long)]
+    pub demo: bool,
+    /// Photos for --demo (a folder of submissions).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DEMO_PHOTOS)]
+    pub demo_photos: PathBuf,
+    /// Session cookie without the Secure attribute (plain http on localhost only).
+    #[arg(long)]
+    pub insecure_cookie: bool,
+    /// Double entry: two reviewers enter each flagged field blind; agreement accepts it,
+    /// disagreement goes to a supervisor.
+    #[arg(long)]
+    pub double_entry: bool,
+    #[arg(long, default_value = DEFAULT_TEMPLATE_PATH)]
+    pub template: PathBuf,
+    /// Digit model card (the .onnx lies next to it).
+    #[arg(long, default_value = DEFAULT_MODEL_CARD)]
+    pub model: PathBuf,
+    #[arg(long, default_value = DEFAULT_DECIDE_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// Test model used by `--demo` while the real digit model is absent (it reads poorly: a demo
+/// of the workflow, not of accuracy).
+const DEMO_FALLBACK_MODEL: &str = "testdata/models/tiny.json";
+
+fn load_pipeline(
+    args: &ServeArgs,
+    template: &Template,
+    data: &Path,
+) -> anyhow::Result<Arc<dyn Processor>> {
+    let mut card_path = project_file(&args.model);
+    if args.demo && !card_path.exists() && args.model == Path::new(DEFAULT_MODEL_CARD) {
+        eprintln!(
+            "warning: {} not found; the demo uses the tiny test model {DEMO_FALLBACK_MODEL} \
+             (poor readings, many flags)",
+            args.model.display()
+        );
+        card_path = project_file(Path::new(DEMO_FALLBACK_MODEL));
+    }
+    let card = ModelCard::read(&card_path)
+        .with_context(|| format!("reading model card {}", card_path.display()))?;
+    let pool: ModelPool<OrtModel> =
+        ModelPool::ort(card_path.clone(), crate::recognize::DEFAULT_BATCH_SIZE)?;
+    Ok(Arc::new(Pipeline {
+        template: template.clone(),
+        config: load_config(&args.config)?,
+        pool,
+        model_name: format!("{} sha256:{}", card.name, &card.sha256),
+        crops_dir: Some(data.join(CROPS_WORK_DIR)),
+    }))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let data = match (&args.db, args.demo) {
+        (Some(d), _) => d.clone(),
+        (None, _) => {
+            let d = std::env::temp_dir().join(format!(
+                "rekap-demo-{}-{}",
+                std::process::id(),
+                crate::store::now_ms()
+            ));
+            std::fs::create_dir_all(&d)?;
+            d
+        }
+    };
+    let template = Template::load(&project_file(&args.template))?;
+    let mut store = Store::open(&data)?;
+    let processor = match load_pipeline(&args, &template, &data) {
+        Ok(p) => Some(p),
+        Err(e) if args.demo => {
+            return Err(e.context(
+                "--demo needs the digit model (run scripts/fetch-onnxruntime.sh; until \
+                 models/digits.json exists pass --model testdata/models/tiny.json)",
+            ));
+        }
+        Err(e) => {
+            eprintln!("warning: uploads will not be processed: {e:#}");
+            None
+        }
+    };
+    let mut demo_accounts = Vec::new();
+    if args.demo {
+        let photos = project_file(&args.demo_photos);
+        let subs = discover(std::slice::from_ref(&photos))
+            .with_context(|| format!("demo photos {}", photos.display()))?;
+        anyhow::ensure!(!subs.is_empty(), "no photos under {}", photos.display());
+        for s in &subs {
+            let (id, created) = store.add_submission_files(&s.name, &s.files)?;
+            if created {
+                eprintln!(
+                    "demo: queued submission {id} {} ({} photos)",
+                    s.name,
+                    s.files.len()
+                );
+            }
+        }
+        for (name, role) in [
+            ("demo", Role::Reviewer),
+            ("demo-supervisor", Role::Supervisor),
+        ] {
+            let password = crate::store::random_hex(8)?;
+            match store.add_user(name, role, &password) {
+                Ok(_) => demo_accounts.push((name, role, password)),
+                Err(crate::store::StoreError::Conflict(_)) => {
+                    eprintln!("demo: account {name} exists already (password unchanged)")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let config = ServeConfig {
+        secure_cookie: !(args.insecure_cookie || args.demo),
+        double_entry: args.double_entry,
+        ..ServeConfig::default()
+    };
+    let state = AppState::new(store, template, config, processor);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("rekap serve: data folder {}", data.display());
+        for (name, role, pw) in &demo_accounts {
+            println!("demo account: {name} / {pw} ({})", role.as_str());
+        }
+        if args.demo {
+            println!("processing the demo photos in the background; flags appear in the queue as they finish");
+        }
+        // Tests and scripts read this line to find the port.
+        println!("listening on http://{addr}/");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        crate::serve::serve(listener, state).await?;
+        anyhow::Ok(())
+    })
+}

@@ -1,1 +1,0 @@
-//! Stage module `serve` (work in progress).

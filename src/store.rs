@@ -1,1 +1,0 @@
-//! Stage module `store` (work in progress).
