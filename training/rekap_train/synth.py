@@ -293,9 +293,37 @@ class DigitBoxSynth:
         return self.clutter(img, glyph_pool, blank=False)
 
     def blank(self, glyph_pool=None) -> np.ndarray:
-        h, w = self.box_size()
-        img = np.zeros((h, w), np.float32)
-        return self.clutter(img, glyph_pool, blank=True)
+        """An empty box with clutter.
+
+        Clutter whose ink (>= 0.5) forms one tall thin mark (a long vertical remnant, a spilled
+        stroke) normalises to the same picture as a "1": such blanks are mostly redrawn
+        (kept with probability BAR_BLANK_KEEP), so the model does not learn to call thin 1s blank.
+        Telling such a bar from a 1 needs where it sits in the box, which the 28x28 tensor no
+        longer shows: the Rust side should check edge-hugging ink itself.
+        """
+        for _ in range(20):
+            h, w = self.box_size()
+            img = self.clutter(np.zeros((h, w), np.float32), glyph_pool, blank=True)
+            if not is_bar_like(img) or self.rng.random() < BAR_BLANK_KEEP:
+                break
+        return img
+
+
+#: Share of bar-like blank samples kept (see DigitBoxSynth.blank).
+BAR_BLANK_KEEP = 0.15
+#: A mark is "bar-like" when its ink is taller than this share of the box...
+BAR_MIN_HEIGHT = 0.45
+#: ...and narrower than this share of its own height.
+BAR_MAX_ASPECT = 0.4
+
+
+def is_bar_like(img: np.ndarray) -> bool:
+    ys, xs = np.nonzero(img >= 0.5)
+    if len(ys) == 0:
+        return False
+    bh = ys.max() - ys.min() + 1
+    bw = xs.max() - xs.min() + 1
+    return bh > BAR_MIN_HEIGHT * img.shape[0] and bw < BAR_MAX_ASPECT * bh
 
 
 def make_batch(seed: int, mnist_x: np.ndarray, mnist_y: np.ndarray, n_x: int, n_blank: int,
