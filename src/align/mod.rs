@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 
 /// Detection runs on an integer-factor downscaled copy whose long side is at least this many
 /// pixels: marks (7 mm squares) stay >= ~6 px wide for a page filling half the photo's long side.
-pub const WORK_LONG_SIDE: u32 = 1600;
+pub const WORK_LONG_SIDE: u32 = 1000;
+/// Working long side of the second, finer attempt when the coarse one finds no page.
+pub const FINE_WORK_LONG_SIDE: u32 = 2000;
 /// Adaptive-threshold window radius as a fraction of the working long side; must exceed a mark
 /// square's size so square interiors are compared with surrounding paper, not with themselves.
 const THRESHOLD_RADIUS_FRACTION: f64 = 1.0 / 50.0;
@@ -132,10 +134,19 @@ const CORNER_ORDER: [&str; 4] = ["top_left", "top_right", "bottom_right", "botto
 
 /// Identify and align one photo against every page of `template`.
 pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, AlignError> {
+    // Coarse first (fast); if the page is not found, once more at a finer working scale, which
+    // rescues pages that fill little of a large photo.
     let (w, h) = gray.dimensions();
+    let coarse = (w.max(h) / WORK_LONG_SIDE).max(1);
+    let fine = (w.max(h) / FINE_WORK_LONG_SIDE).max(1);
+    match align_at(gray, template, coarse) {
+        Err(AlignError::NotAForm { .. }) if fine < coarse => align_at(gray, template, fine),
+        other => other,
+    }
+}
+
+fn align_at(gray: &GrayImage, template: &Template, factor: u32) -> Result<Alignment, AlignError> {
     let t0 = std::time::Instant::now();
-    // Floor, so the working copy keeps at least WORK_LONG_SIDE px on its long side.
-    let factor = (w.max(h) / WORK_LONG_SIDE).max(1);
     let small = downscale(gray, factor);
     let t1 = t0.elapsed();
     let (squares, bowties, bin) = find_squares(&small);
@@ -143,6 +154,7 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     let f = factor as f64;
     let candidates = pair_marks(&bin, &squares, &bowties, f);
     tracing::debug!(
+        factor,
         ?t1,
         ?t2,
         squares = squares.len(),

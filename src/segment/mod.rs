@@ -204,7 +204,11 @@ fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
 }
 
 /// A tally cell holds strokes when this share of its inside is inked.
-const TALLY_CELL_INKED: f64 = 0.02;
+const TALLY_CELL_INKED: f64 = 0.03;
+/// A sample is a stroke when this many grey levels darker than the cell's paper: thin pen
+/// strokes in a 3 MP photo of a 600 mm page are blurred to mid-grey, far below the ~10-level
+/// noise of paper.
+const TALLY_STROKE_CONTRAST: f64 = 40.0;
 /// Inside of a tally cell sampled, as a share of its size (keeps clear of the grid lines).
 const TALLY_INNER: f64 = 0.8;
 const TALLY_STEP_MM: f64 = 0.5;
@@ -244,7 +248,7 @@ pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: 
             }
             vals.sort_by(|a, b| b.total_cmp(a));
             let paper = vals[vals.len() / 5];
-            let thr = paper * (1.0 - BUBBLE_DARK_SHARE);
+            let thr = paper - TALLY_STROKE_CONTRAST;
             let inked = vals.iter().filter(|v| **v < thr).count() as f64 / vals.len() as f64;
             if inked >= TALLY_CELL_INKED {
                 marked += 1;
