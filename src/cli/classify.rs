@@ -139,10 +139,12 @@ fn table_line(file: &Path, result: &Result<Prediction, String>, top: usize) -> S
 pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     // The model is checked and loaded before any crop is read: a bad model stops everything.
     let pool = ModelPool::<OrtModel>::ort(&args.model, args.batch_size).with_context(|| {
-        format!(
-            "cannot load the digit model {} (use --model CARD.json for another card)",
-            args.model.display()
-        )
+        let hint = if args.model.exists() {
+            ""
+        } else {
+            " (no such card; pass --model CARD.json)"
+        };
+        format!("cannot load the digit model {}{hint}", args.model.display())
     })?;
     let inputs = collect_inputs(&args.crops);
     let top = args.top as usize;
