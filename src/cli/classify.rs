@@ -64,8 +64,11 @@ fn collect_inputs(args: &[PathBuf]) -> Vec<(PathBuf, Option<String>)> {
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        // file_type() does not follow symlinks: a symlinked folder is not entered, so a link
+        // cycle cannot make the walk endless.
+        if entry.file_type()?.is_dir() {
             walk(&path, files)?;
         } else if path
             .extension()
