@@ -8,7 +8,7 @@
 
 use criterion::{Criterion, Throughput};
 use rekap::recognize::{DEFAULT_BATCH_SIZE, Model, OrtModel};
-use rekap::segment::normalize::DigitTensor;
+use rekap::segment::normalize::{DigitTensor, InkMap, normalize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,16 @@ fn main() {
     group.bench_function("ort_batch64_1thread", |b| {
         b.iter(|| model.logits(&batch).expect("inference"))
     });
+    // The normalisation each crop goes through before the model (a 44 x 36 box, one stroke).
+    let ink = InkMap::from_shape_fn((44, 36), |(y, x)| {
+        if (8..36).contains(&y) && (x as i64 - 10 - y as i64 / 3).abs() < 2 {
+            1.0
+        } else {
+            0.0
+        }
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("normalize_44x36", |b| b.iter(|| normalize(&ink)));
     group.finish();
     c.final_summary();
 
