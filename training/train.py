@@ -33,7 +33,7 @@ BLANK_PER_EPOCH = 4500
 #: Held-out synthetic X/blank crops for recall (fresh seeds, glyphs for spill from the val split).
 SYNTH_TEST_EACH = 3000
 #: Share of digits placed without degradations, to keep the clean MNIST look in the mix.
-CLEAN_FRAC = 0.15
+CLEAN_FRAC = 0.25
 #: Seeds: training epochs use EPOCH_SEED_BASE + 1000 * epoch + chunk; held-out sets their own.
 EPOCH_SEED_BASE = 1_000_000
 SEED_VAL_AUG, SEED_SYNTH_TEST, SEED_T10K_BOX = 900_001, 900_002, 900_003

@@ -271,12 +271,35 @@ class DigitBoxSynth:
         return self.camera(img)
 
     # ---------- samples ----------
-    def digit(self, mnist_u8: np.ndarray, glyph_pool=None) -> np.ndarray:
+    def flag_one(self, g: np.ndarray) -> np.ndarray:
+        """Give an MNIST "1" (mostly a plain bar) the top flag, and sometimes the foot, that many
+        writers outside the US (Indonesian officers included) put on a 1."""
+        r = self.rng
+        ys, xs = np.nonzero(g > 0.5)
+        if len(ys) < 5:
+            return g
+        g = g.copy()
+        top, bot = ys.min(), ys.max()
+        tx = xs[ys <= top + 1].mean()
+        bx = xs[ys >= bot - 1].mean()
+        thick = max(1, int(round(r.uniform(1.5, 2.8))))
+        ln = (bot - top) * r.uniform(0.15, 0.4)
+        ang = math.radians(r.uniform(30, 65))  # below the horizontal, pointing left (a 7 bar is ~flat)
+        p1 = (tx - ln * math.cos(ang), top + 0.5 + ln * math.sin(ang))
+        self.stroke(g, [(tx, top + 0.5), p1], thick, 1.0)
+        if r.random() < 0.3:
+            half = (bot - top) * r.uniform(0.15, 0.3)
+            self.stroke(g, [(bx - half, bot), (bx + half, bot + r.normal(0, 0.5))], thick, 1.0)
+        return g
+
+    def digit(self, mnist_u8: np.ndarray, glyph_pool=None, label: int = -1) -> np.ndarray:
         """Ink map of a box holding one MNIST digit (uint8 28x28)."""
         r = self.rng
         h, w = self.box_size()
         g = mnist_u8.astype(np.float32) / 255.0
         g = cv2.copyMakeBorder(g, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=0.0)
+        if label == 1 and r.random() < FLAG_ONE_PROB:
+            g = self.flag_one(g)
         if self.p(0.5):
             g = self.elastic(g)
         img = self.place_glyph(g, h, w)
@@ -293,9 +316,39 @@ class DigitBoxSynth:
         return self.clutter(img, glyph_pool, blank=False)
 
     def blank(self, glyph_pool=None) -> np.ndarray:
-        h, w = self.box_size()
-        img = np.zeros((h, w), np.float32)
-        return self.clutter(img, glyph_pool, blank=True)
+        """An empty box with clutter.
+
+        Clutter whose ink (>= 0.5) forms one tall thin mark (a long vertical remnant, a spilled
+        stroke) normalises to the same picture as a "1": such blanks are mostly redrawn
+        (kept with probability BAR_BLANK_KEEP), so the model does not learn to call thin 1s blank.
+        Telling such a bar from a 1 needs where it sits in the box, which the 28x28 tensor no
+        longer shows: the Rust side should check edge-hugging ink itself.
+        """
+        for _ in range(20):
+            h, w = self.box_size()
+            img = self.clutter(np.zeros((h, w), np.float32), glyph_pool, blank=True)
+            if not is_bar_like(img) or self.rng.random() < BAR_BLANK_KEEP:
+                break
+        return img
+
+
+#: Share of training "1"s given a flag (and sometimes a foot), see DigitBoxSynth.flag_one.
+FLAG_ONE_PROB = 0.4
+#: Share of bar-like blank samples kept (see DigitBoxSynth.blank).
+BAR_BLANK_KEEP = 0.15
+#: A mark is "bar-like" when its ink is taller than this share of the box...
+BAR_MIN_HEIGHT = 0.45
+#: ...and narrower than this share of its own height.
+BAR_MAX_ASPECT = 0.4
+
+
+def is_bar_like(img: np.ndarray) -> bool:
+    ys, xs = np.nonzero(img >= 0.5)
+    if len(ys) == 0:
+        return False
+    bh = ys.max() - ys.min() + 1
+    bw = xs.max() - xs.min() + 1
+    return bh > BAR_MIN_HEIGHT * img.shape[0] and bw < BAR_MAX_ASPECT * bh
 
 
 def make_batch(seed: int, mnist_x: np.ndarray, mnist_y: np.ndarray, n_x: int, n_blank: int,
@@ -317,7 +370,7 @@ def make_batch(seed: int, mnist_x: np.ndarray, mnist_y: np.ndarray, n_x: int, n_
     for img, lab in zip(mnist_x, mnist_y):
         s = clean if rng.random() < clean_frac else syn
         for _ in range(5):  # a degradation may erase the digit: redraw
-            t = normalize(s.digit(img, pool))
+            t = normalize(s.digit(img, pool, int(lab)))
             if t.sum() > 3.0:
                 break
         xs[k], ys[k] = t, lab
