@@ -159,8 +159,11 @@ fn tiny_card_is_valid() {
     assert!(onnx.ends_with("tiny.onnx"));
 }
 
+/// A line segment `(from, to)` in pixel coordinates.
+type Segment = ((f64, f64), (f64, f64));
+
 /// A 40 x 50 grey crop (paper 225) with 4-pixel-wide dark strokes along the given segments.
-fn drawing(segments: &[((f64, f64), (f64, f64))]) -> image::GrayImage {
+fn drawing(segments: &[Segment]) -> image::GrayImage {
     image::GrayImage::from_fn(40, 50, |x, y| {
         let p = (x as f64 + 0.5, y as f64 + 0.5);
         let near = segments.iter().any(|&(a, b)| {
@@ -173,7 +176,7 @@ fn drawing(segments: &[((f64, f64), (f64, f64))]) -> image::GrayImage {
     })
 }
 
-fn ring() -> Vec<((f64, f64), (f64, f64))> {
+fn ring() -> Vec<Segment> {
     let pts: Vec<(f64, f64)> = (0..=24)
         .map(|k| {
             let a = k as f64 / 24.0 * std::f64::consts::TAU;
