@@ -41,6 +41,12 @@ if ! command -v "${PYTHON}" >/dev/null 2>&1; then
     exit 1
 fi
 
+if ! "${PYTHON}" -m pip --version >/dev/null 2>&1; then
+    echo "fetch-onnxruntime: '${PYTHON} -m pip' is not available; install pip (e.g. apt-get install" >&2
+    echo "  python3-pip) or set PYTHON to a Python 3 that has it" >&2
+    exit 1
+fi
+
 TMP="$(mktemp -d)"
 trap 'rm -rf "${TMP}"' EXIT
 

@@ -158,3 +158,72 @@ fn tiny_card_is_valid() {
     assert_eq!(card.name, "rekap-tiny-test");
     assert!(onnx.ends_with("tiny.onnx"));
 }
+
+/// A line segment `(from, to)` in pixel coordinates.
+type Segment = ((f64, f64), (f64, f64));
+
+/// A 40 x 50 grey crop (paper 225) with 4-pixel-wide dark strokes along the given segments.
+fn drawing(segments: &[Segment]) -> image::GrayImage {
+    image::GrayImage::from_fn(40, 50, |x, y| {
+        let p = (x as f64 + 0.5, y as f64 + 0.5);
+        let near = segments.iter().any(|&(a, b)| {
+            let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+            let t = (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / (dx * dx + dy * dy)).clamp(0.0, 1.0);
+            let (qx, qy) = (a.0 + t * dx - p.0, a.1 + t * dy - p.1);
+            (qx * qx + qy * qy).sqrt() <= 2.0
+        });
+        image::Luma([if near { 30 } else { 225 }])
+    })
+}
+
+fn ring() -> Vec<Segment> {
+    let pts: Vec<(f64, f64)> = (0..=24)
+        .map(|k| {
+            let a = k as f64 / 24.0 * std::f64::consts::TAU;
+            (20.0 + 9.0 * a.cos(), 25.0 + 18.0 * a.sin())
+        })
+        .collect();
+    pts.windows(2).map(|w| (w[0], w[1])).collect()
+}
+
+#[test]
+fn shipped_model_reads_clear_drawings() {
+    let card = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/digits.json");
+    // The card and sha256 check needs no runtime.
+    let (shipped, _, _) = ModelCard::load(&card).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(shipped.input.preprocessing, "rekap-mnist-v1");
+    if skip_ort() {
+        return;
+    }
+    use rekap::segment::normalize::{ink_map_from_gray, normalize};
+    let cases = [
+        ("blank", drawing(&[])),
+        ("0", drawing(&ring())),
+        (
+            "X",
+            drawing(&[((8.0, 8.0), (32.0, 42.0)), ((32.0, 8.0), (8.0, 42.0))]),
+        ),
+        (
+            "7",
+            drawing(&[((8.0, 8.0), (32.0, 8.0)), ((32.0, 8.0), (16.0, 44.0))]),
+        ),
+        (
+            "4",
+            drawing(&[
+                ((24.0, 6.0), (8.0, 32.0)),
+                ((8.0, 32.0), (34.0, 32.0)),
+                ((26.0, 18.0), (26.0, 44.0)),
+            ]),
+        ),
+    ];
+    let tensors: Vec<[f32; 784]> = cases
+        .iter()
+        .map(|(_, img)| normalize(&ink_map_from_gray(img)))
+        .collect();
+    let mut model = OrtModel::open(&card).unwrap_or_else(|e| panic!("{e}"));
+    let preds = model.predict(&tensors).unwrap();
+    for ((want, _), p) in cases.iter().zip(&preds) {
+        assert_eq!(p.label.to_string(), *want, "{p:?}");
+    }
+    assert!(preds[0].confidence > 0.99, "blank box: {:?}", preds[0]);
+}

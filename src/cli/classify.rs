@@ -64,8 +64,11 @@ fn collect_inputs(args: &[PathBuf]) -> Vec<(PathBuf, Option<String>)> {
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        // file_type() does not follow symlinks: a symlinked folder is not entered, so a link
+        // cycle cannot make the walk endless.
+        if entry.file_type()?.is_dir() {
             walk(&path, files)?;
         } else if path
             .extension()
@@ -139,10 +142,12 @@ fn table_line(file: &Path, result: &Result<Prediction, String>, top: usize) -> S
 pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     // The model is checked and loaded before any crop is read: a bad model stops everything.
     let pool = ModelPool::<OrtModel>::ort(&args.model, args.batch_size).with_context(|| {
-        format!(
-            "cannot load the digit model {} (use --model CARD.json for another card)",
-            args.model.display()
-        )
+        let hint = if args.model.exists() {
+            ""
+        } else {
+            " (no such card; pass --model CARD.json)"
+        };
+        format!("cannot load the digit model {}{hint}", args.model.display())
     })?;
     let inputs = collect_inputs(&args.crops);
     let top = args.top as usize;

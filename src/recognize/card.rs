@@ -53,6 +53,9 @@ pub struct CardTraining {
     pub data: String,
     pub licence: String,
     pub command: String,
+    /// Further facts the trainer records (framework, epochs, wall time, ...), kept verbatim.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Hex sha256 of a byte string.
@@ -203,6 +206,7 @@ impl ModelCard {
                 data: "none".to_string(),
                 licence: "none".to_string(),
                 command: "none".to_string(),
+                extra: serde_json::Map::new(),
             },
             metrics: serde_json::Value::Null,
         }
@@ -230,6 +234,18 @@ mod tests {
         assert_eq!(back, card);
         assert_eq!(onnx, dir.path().join("m.onnx"));
         assert_eq!(bytes, b"model bytes");
+    }
+
+    #[test]
+    fn extra_training_facts_survive_a_round_trip() {
+        let mut card = ModelCard::for_tests("t");
+        card.training
+            .extra
+            .insert("epochs".into(), serde_json::json!(8));
+        let text = serde_json::to_string(&card).unwrap();
+        let back: ModelCard = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.training.extra["epochs"], 8);
+        assert_eq!(back, card);
     }
 
     #[test]
