@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rekap_train import BLANK_CLASS, CLASSES, X_CLASS  # noqa: E402
 from rekap_train.calibrate import fit_temperature, format_table, reliability, softmax  # noqa: E402
-from rekap_train.data import load_split, train_val  # noqa: E402
+from rekap_train.data import load_split, read_idx, train_val  # noqa: E402
 from rekap_train.preprocess import normalize_batch  # noqa: E402
 from rekap_train.synth import make_batch_args  # noqa: E402
 
@@ -64,6 +64,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="processes generating augmented data")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="smoke test: use only this many train images")
+    ap.add_argument("--extra", action="append", default=[], metavar="PREFIX",
+                    help="pipeline crops written by `rekap crops` (PREFIX-images-idx3-ubyte.gz and "
+                         "PREFIX-labels-idx1-ubyte.gz, already normalised); repeatable")
+    ap.add_argument("--extra-holdout", type=float, default=0.15,
+                    help="share of the extra crops held out for calibration and test metrics")
     args = ap.parse_args()
     t_start = time.time()
 
@@ -81,6 +86,23 @@ def main() -> int:
         xt, yt = xt[: args.limit], yt[: args.limit]
         xv, yv, xte, yte = xv[:1000], yv[:1000], xte[:2000], yte[:2000]
     log(f"train {len(xt)}  held-out {len(xv)}  t10k {len(xte)}")
+
+    # Pipeline crops (what `rekap process` feeds the model, from synth sets written with MNIST
+    # *train* digits): mixed into every epoch; a held-out share calibrates and measures.
+    xe_tr = np.zeros((0, 1, 28, 28), np.float32)
+    ye_tr = np.zeros((0,), np.int64)
+    xe_va, ye_va = xe_tr, ye_tr
+    if args.extra:
+        xs, ys_ = [], []
+        for prefix in args.extra:
+            xs.append(read_idx(prefix + "-images-idx3-ubyte.gz").astype(np.float32)[:, None] / 255.0)
+            ys_.append(read_idx(prefix + "-labels-idx1-ubyte.gz").astype(np.int64))
+        xe, ye = np.concatenate(xs), np.concatenate(ys_)
+        perm = np.random.default_rng(424242).permutation(len(xe))
+        n_va = int(len(xe) * args.extra_holdout)
+        xe_va, ye_va = xe[perm[:n_va]], ye[perm[:n_va]]
+        xe_tr, ye_tr = xe[perm[n_va:]], ye[perm[n_va:]]
+        log(f"pipeline crops: train {len(xe_tr)}  held-out {len(xe_va)}  from {', '.join(args.extra)}")
 
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(args.workers)
@@ -100,7 +122,8 @@ def main() -> int:
     key = jax.random.PRNGKey(args.seed)
     key, k = jax.random.split(key)
     params, state = init_params(k)
-    n_per_epoch = len(xt) + int(X_PER_EPOCH * scale) // chunks * chunks + int(BLANK_PER_EPOCH * scale) // chunks * chunks
+    n_per_epoch = (len(xt) + int(X_PER_EPOCH * scale) // chunks * chunks
+                   + int(BLANK_PER_EPOCH * scale) // chunks * chunks + len(xe_tr))
     steps_per_epoch = n_per_epoch // args.batch
     total = steps_per_epoch * args.epochs
     sched = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(300, total // 10), total, args.lr * 0.005)
@@ -128,8 +151,8 @@ def main() -> int:
         parts = pending.get()
         if epoch + 1 < args.epochs:
             pending = pool.map_async(make_batch_args, epoch_jobs(epoch + 1, xt, yt, chunks, scale))
-        x_ep = np.concatenate([p[0] for p in parts])
-        y_ep = np.concatenate([p[1] for p in parts])
+        x_ep = np.concatenate([p[0] for p in parts] + [xe_tr])
+        y_ep = np.concatenate([p[1] for p in parts] + [ye_tr.astype(parts[0][1].dtype)])
         perm = np.random.default_rng(args.seed * 7919 + epoch).permutation(len(x_ep))
         x_ep, y_ep = x_ep[perm], y_ep[perm]
         t_gen = time.time() - t0
@@ -151,8 +174,10 @@ def main() -> int:
     pool.close()
     pool.join()
 
-    cal_x = np.concatenate([val_clean, val_aug[0]])
-    cal_y = np.concatenate([yv, val_aug[1]]).astype(np.int64)
+    # Calibrate on what the pipeline sees most: held-out pipeline crops when given, plus the
+    # held-out MNIST (clean and degraded).
+    cal_x = np.concatenate([val_clean, val_aug[0], xe_va])
+    cal_y = np.concatenate([yv, val_aug[1], ye_va]).astype(np.int64)
     cal_logits = logits_of(cal_x)
     temperature = fit_temperature(cal_logits, cal_y)
     ece_cal_before, rows_cal_b = reliability(cal_logits, cal_y, 1.0)
@@ -189,6 +214,28 @@ def main() -> int:
     log(f"X recall {x_recall:.4%}  blank recall {blank_recall:.4%}  (synthetic, {n_test} each)")
     log(f"digit box crops read as X {digit_as_x:.4%}, as blank {digit_as_blank:.4%}")
     log(f"test-mix ECE before {ece_before:.4%} after {ece_after:.4%}")
+    pipe = {}
+    if len(xe_va):
+        lp = logits_of(xe_va)
+        pp = softmax(lp / temperature)
+        pred_p, conf_p = pp.argmax(1), pp.max(1)
+        ece_p, rows_p = reliability(lp, ye_va, temperature)
+        print("Reliability on held-out pipeline crops (calibrated):")
+        print(format_table(rows_p))
+        pipe = {
+            "pipeline_crops_heldout": int(len(ye_va)),
+            "pipeline_crops_accuracy": round(float((pred_p == ye_va).mean()), 5),
+            "pipeline_crops_x_recall": round(float((pred_p[ye_va == X_CLASS] == X_CLASS).mean()), 5),
+            "pipeline_crops_blank_recall": round(float((pred_p[ye_va == BLANK_CLASS] == BLANK_CLASS).mean()), 5),
+            "pipeline_crops_ece": round(float(ece_p), 5),
+            "pipeline_crops_error_at_confidence": {
+                str(t): {"coverage": round(float((conf_p >= t).mean()), 5),
+                         "error": round(float((pred_p[conf_p >= t] != ye_va[conf_p >= t]).mean()) if (conf_p >= t).any() else 0.0, 6)}
+                for t in (0.9, 0.99, 0.999)
+            },
+        }
+        log(f"pipeline crops: accuracy {pipe['pipeline_crops_accuracy']:.4%}  X recall "
+            f"{pipe['pipeline_crops_x_recall']:.4%}  blank recall {pipe['pipeline_crops_blank_recall']:.4%}  ECE {ece_p:.4%}")
 
     # ---------- export & verify ----------
     os.makedirs(args.out, exist_ok=True)
@@ -222,10 +269,14 @@ def main() -> int:
             "data": ("MNIST training split (60k images; 6k held out for validation and temperature "
                      "calibration) by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, "
                      "CC BY-SA 3.0, rendered as degraded box crops; synthetic X and blank boxes "
-                     "generated by training/rekap_train/synth.py. t10k used only for test metrics."),
+                     "generated by training/rekap_train/synth.py. t10k used only for test metrics."
+                     + (" Plus box crops cut by `rekap crops` (the pipeline's own alignment and "
+                        "segmentation) from rekap synth photos written with MNIST train digits."
+                        if args.extra else "")),
             "licence": "model weights: derived from MNIST (CC BY-SA 3.0); code: the repository's licence",
             "command": "nice training/.venv/bin/python training/train.py --mnist ../shared/data/mnist --out models/"
-                       + (f" --epochs {args.epochs}" if args.epochs != 8 else ""),
+                       + (f" --epochs {args.epochs}" if args.epochs != 8 else "")
+                       + "".join(f" --extra {e}" for e in args.extra),
             "framework": f"jax {jax.__version__}, optax {optax.__version__}; exported with onnx, verified with onnxruntime {ort.__version__}",
             "epochs": args.epochs,
             "wall_seconds": round(wall),
@@ -245,7 +296,9 @@ def main() -> int:
             "parameters": count_params(params),
             "onnx_bytes": os.path.getsize(onnx_path),
             "notes": ("x/blank recall on held-out synthetic box crops; ece_* on the test mix "
-                      "(t10k clean + t10k box crops + synthetic X/blank), 10 equal-width bins"),
+                      "(t10k clean + t10k box crops + synthetic X/blank), 10 equal-width bins; "
+                      "pipeline_crops_* on held-out crops cut by `rekap crops` from rekap synth photos"),
+            **pipe,
         },
     }
     with open(os.path.join(args.out, "digits.json"), "w") as fh:
