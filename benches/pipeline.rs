@@ -72,7 +72,11 @@ fn main() -> anyhow::Result<()> {
     }
     let all: Vec<PathBuf> = submissions.iter().flat_map(|s| s.1.clone()).collect();
     let n = all.len() as f64;
-    let bytes: u64 = all.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let bytes: u64 = all
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
 
     // Decode only, one thread, warm file cache.
     for p in &all {
@@ -89,7 +93,9 @@ fn main() -> anyhow::Result<()> {
     let card = ModelCard::read(&card_path)?;
     let mut results = Vec::new();
     for threads in [1usize, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
         let pipeline = Pipeline {
             template: template.clone(),
             config: DecideConfig::default(),
@@ -115,13 +121,39 @@ fn main() -> anyhow::Result<()> {
     }
     let (_, wall1, cpu1, rss1, peak1) = results[0];
     let (_, wall2, cpu2, _, _) = results[1];
-    println!("pipeline benchmark: {} pages of 12 MP JPEG ({:.1} MB), model {}", n, bytes as f64 / 1e6, card.name);
-    println!("  decode only, 1 thread : {:7.1} ms/page wall {:7.1} ms/page cpu", 1e3 * decode_wall / n, 1e3 * decode_cpu / n);
-    println!("  pipeline, 1 thread    : {:7.2} pages/s wall {:7.2} pages/s per cpu-second", n / wall1, n / cpu1);
-    println!("  pipeline, 2 threads   : {:7.2} pages/s wall {:7.2} pages/s per cpu-second", n / wall2, n / cpu2);
-    println!("  ratio 2 threads / 1 thread (wall)       : {:.2}", wall1 / wall2);
-    println!("  ratio total / decode-only (1 thread, cpu): {:.2}", cpu1 / decode_cpu.max(1e-9));
-    println!("  ratio total / decode-only (1 thread, wall): {:.2}", wall1 / decode_wall.max(1e-9));
+    println!(
+        "pipeline benchmark: {} pages of 12 MP JPEG ({:.1} MB), model {}",
+        n,
+        bytes as f64 / 1e6,
+        card.name
+    );
+    println!(
+        "  decode only, 1 thread : {:7.1} ms/page wall {:7.1} ms/page cpu",
+        1e3 * decode_wall / n,
+        1e3 * decode_cpu / n
+    );
+    println!(
+        "  pipeline, 1 thread    : {:7.2} pages/s wall {:7.2} pages/s per cpu-second",
+        n / wall1,
+        n / cpu1
+    );
+    println!(
+        "  pipeline, 2 threads   : {:7.2} pages/s wall {:7.2} pages/s per cpu-second",
+        n / wall2,
+        n / cpu2
+    );
+    println!(
+        "  ratio 2 threads / 1 thread (wall)       : {:.2}",
+        wall1 / wall2
+    );
+    println!(
+        "  ratio total / decode-only (1 thread, cpu): {:.2}",
+        cpu1 / decode_cpu.max(1e-9)
+    );
+    println!(
+        "  ratio total / decode-only (1 thread, wall): {:.2}",
+        wall1 / decode_wall.max(1e-9)
+    );
     println!(
         "  peak memory, 1 worker : {:.0} MB resident at peak ({:.0} MB before the run)",
         peak1 / 1024.0,

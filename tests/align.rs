@@ -141,7 +141,7 @@ fn identifies_quarter_turns() {
         assert_eq!(al.page, page);
         let d = (al.rotation_deg - angle).rem_euclid(360.0);
         assert!(
-            d < 2.0 || d > 358.0,
+            !(2.0..=358.0).contains(&d),
             "angle {angle}: got {}",
             al.rotation_deg
         );

@@ -40,7 +40,11 @@ fn process(paths: &[PathBuf], extra: &[&str]) -> (i32, BTreeMap<String, Value>) 
 fn flag_codes(r: &Value) -> Vec<String> {
     let mut v: Vec<String> = r["flags"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f["code"].as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f["code"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -71,12 +75,18 @@ fn golden_results_on_bundled_data() {
     let (code, results) = process(&[root().join("testdata/synth")], &[]);
     assert_eq!(code, 0, "every bundled photo is readable");
     assert_eq!(results.len(), 6);
-    let got: BTreeMap<String, Value> = results.iter().map(|(k, v)| (k.clone(), summary(v))).collect();
+    let got: BTreeMap<String, Value> = results
+        .iter()
+        .map(|(k, v)| (k.clone(), summary(v)))
+        .collect();
     let golden_path = root().join("testdata/golden/process.json");
     if std::env::var_os("REKAP_UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(golden_path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&golden_path, serde_json::to_string_pretty(&got).expect("json") + "\n")
-            .expect("write golden");
+        std::fs::write(
+            &golden_path,
+            serde_json::to_string_pretty(&got).expect("json") + "\n",
+        )
+        .expect("write golden");
         eprintln!("updated {}", golden_path.display());
         return;
     }
@@ -86,8 +96,13 @@ fn golden_results_on_bundled_data() {
     )
     .expect("golden parses");
     for (name, w) in &want {
-        let g = got.get(name).unwrap_or_else(|| panic!("submission {name} missing"));
-        assert_eq!(g, w, "submission {name} differs from golden (REKAP_UPDATE_GOLDEN=1 to accept)");
+        let g = got
+            .get(name)
+            .unwrap_or_else(|| panic!("submission {name} missing"));
+        assert_eq!(
+            g, w,
+            "submission {name} differs from golden (REKAP_UPDATE_GOLDEN=1 to accept)"
+        );
     }
     assert_eq!(want.len(), got.len());
 }
@@ -117,7 +132,11 @@ fn no_accepted_field_is_wrong_on_bundled_data() {
         for e in truth["officer_errors"].as_array().into_iter().flatten() {
             if let Some(rule) = e["rule"].as_str() {
                 assert!(
-                    r["flags"].as_array().expect("flags").iter().any(|f| f["rule"] == rule),
+                    r["flags"]
+                        .as_array()
+                        .expect("flags")
+                        .iter()
+                        .any(|f| f["rule"] == rule),
                     "{name}: officer error {rule} not flagged"
                 );
             }
@@ -139,7 +158,9 @@ fn bad_input_is_flagged_and_the_batch_goes_on() {
     std::fs::create_dir(&dup).expect("mkdir");
     copy(&src.join("page1.jpg"), &dup.join("a.jpg"));
     copy(&src.join("page1.jpg"), &dup.join("b.jpg"));
-    let p2 = image::open(src.join("page2.jpg")).expect("page2").rotate180();
+    let p2 = image::open(src.join("page2.jpg"))
+        .expect("page2")
+        .rotate180();
     p2.save(dup.join("c.jpg")).expect("save rotated");
     // Submission "bad": 0-byte, truncated, not an image, a PNG bomb, a photo of something else.
     let bad = dir.path().join("bad");
@@ -162,9 +183,17 @@ fn bad_input_is_flagged_and_the_batch_goes_on() {
     let codes = flag_codes(d);
     assert!(codes.contains(&"page_duplicate".into()), "{codes:?}");
     assert!(codes.contains(&"page_missing".into()), "{codes:?}");
-    let pages: Vec<Value> = d["pages"].as_array().expect("pages").iter().map(|p| p["page"].clone()).collect();
+    let pages: Vec<Value> = d["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .map(|p| p["page"].clone())
+        .collect();
     assert_eq!(pages.iter().filter(|p| **p == 1).count(), 2);
-    assert!(pages.contains(&Value::from(2)), "upside-down page 2 identified: {pages:?}");
+    assert!(
+        pages.contains(&Value::from(2)),
+        "upside-down page 2 identified: {pages:?}"
+    );
     let rot = d["pages"]
         .as_array()
         .expect("pages")
@@ -173,14 +202,23 @@ fn bad_input_is_flagged_and_the_batch_goes_on() {
         .expect("page 2");
     let deg = rot["alignment"]["rotation_deg"].as_f64().expect("rotation");
     assert!((deg - 180.0).abs() < 15.0, "rotation {deg}");
-    for f in d["fields"].as_object().expect("fields").iter().filter(|(k, _)| ["valid", "invalid", "total"].contains(&k.as_str())) {
+    for f in d["fields"]
+        .as_object()
+        .expect("fields")
+        .iter()
+        .filter(|(k, _)| ["valid", "invalid", "total"].contains(&k.as_str()))
+    {
         assert_eq!(f.1["status"], "missing", "{} on the missing page", f.0);
     }
 
     let b = &results["bad"];
     assert_eq!(b["status"], "failed");
     let codes = flag_codes(b);
-    assert_eq!(codes.iter().filter(|c| *c == "unreadable_file").count(), 4, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| *c == "unreadable_file").count(),
+        4,
+        "{codes:?}"
+    );
     assert!(codes.contains(&"not_a_form".into()), "{codes:?}");
     for p in b["pages"].as_array().expect("pages") {
         assert!(p["error"].is_string(), "every bad file has its error: {p}");

@@ -79,7 +79,10 @@ fn page_samples(template: &Template, truth: &Truth, dir: &Path, page_idx: usize)
             };
             let t = normalize::normalize(&c.ink);
             out.push(Sample {
-                tensor: t.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect(),
+                tensor: t
+                    .iter()
+                    .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+                    .collect(),
                 label,
                 meta: serde_json::json!({
                     "submission": truth.submission,
