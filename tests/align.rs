@@ -227,3 +227,32 @@ fn official_artwork_at_quarter_turns() {
         }
     }
 }
+
+/// A corner mark hidden (cut off, covered by a finger): the page is still identified from the
+/// other three marks and its tag, but the alignment is never reported good.
+#[test]
+fn three_marks_identify_but_are_not_trusted() {
+    let t = template();
+    let page = 2;
+    let h = pose(&t, 7.0, 2e-5, 1300, 1700, 0.85);
+    let mut img = render(&t, page, &h, 1300, 1700);
+    let mark = t
+        .page(page)
+        .expect("page")
+        .marks
+        .iter()
+        .find(|m| m.name == "bottom_left")
+        .expect("mark");
+    let c = h.apply(mark.center).expect("maps");
+    let r = 40i64;
+    for y in (c[1] as i64 - r)..(c[1] as i64 + r) {
+        for x in (c[0] as i64 - r)..(c[0] as i64 + r) {
+            if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
+                img.put_pixel(x as u32, y as u32, Luma([225]));
+            }
+        }
+    }
+    let al = align_page(&img, &t).expect("identified from three marks");
+    assert_eq!(al.page, page);
+    assert!(!al.good, "three marks must not be trusted: {al:?}");
+}

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 /// Detection runs on an integer-factor downscaled copy whose long side is at least this many
 /// pixels: marks (7 mm squares) stay >= ~6 px wide for a page filling half the photo's long side.
-pub const WORK_LONG_SIDE: u32 = 1000;
+pub const WORK_LONG_SIDE: u32 = 1300;
 /// Working long side of the second, finer attempt when the coarse one finds no page.
 pub const FINE_WORK_LONG_SIDE: u32 = 2000;
 /// Adaptive-threshold window radius as a fraction of the working long side; must exceed a mark
@@ -67,6 +67,8 @@ const RANSAC_THRESHOLD_MM: f64 = 1.5;
 /// Alignment is reported as poor (and its page's readings are never auto-accepted) above this
 /// RMS reprojection error of the square centroids, in mm.
 pub const MAX_GOOD_RMS_MM: f64 = 0.8;
+/// Mark squares (of 8) that must be found and agree for an alignment to be trusted.
+const MIN_GOOD_SQUARES: usize = 7;
 /// Growth of a mark's other square (fraction of its side) excluded from a square's centroid.
 const OTHER_SQUARE_GROW: f64 = 0.15;
 
@@ -179,7 +181,9 @@ fn align_at(gray: &GrayImage, template: &Template, factor: u32) -> Result<Alignm
     }
     let mut best: Option<(Alignment, u32)> = None;
     for (marks, rect, pages) in &groups {
-        if let Some((h0, page, hamming)) = search_quads(gray, &candidates, marks, rect, pages) {
+        let found = search_quads(gray, &candidates, marks, rect, pages)
+            .or_else(|| search_triples(gray, &candidates, marks, rect, pages));
+        if let Some((h0, page, hamming)) = found {
             let better = best.as_ref().is_none_or(|(_, bh)| hamming < *bh);
             if better && let Some(al) = refine(gray, h0, page, hamming) {
                 best = Some((al, hamming));
@@ -599,6 +603,79 @@ fn is_convex(q: &[[f64; 2]; 4]) -> bool {
     true
 }
 
+/// Fallback when no four marks are seen (a corner cut off, a finger over a mark): every triple
+/// of candidates, in every order, against every three of the template's four marks, through
+/// the affine map the triple defines; the tag decides as in [`search_quads`].
+fn search_triples<'p>(
+    gray: &GrayImage,
+    cands: &[MarkCandidate],
+    tmpl: &[[f64; 2]; 4],
+    rect: &RectMm,
+    pages: &[&'p Page],
+) -> Option<(Homography, &'p Page, u32)> {
+    let top: Vec<[f64; 2]> = cands
+        .iter()
+        .take(MAX_CANDIDATES)
+        .map(|c| [c.x, c.y])
+        .collect();
+    let n = top.len();
+    let mut best: Option<(Homography, &'p Page, u32)> = None;
+    const ORDERS: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for a in 0..n {
+        for b in a + 1..n {
+            for c in b + 1..n {
+                let tri = [top[a], top[b], top[c]];
+                for missing in 0..4 {
+                    let src: Vec<[f64; 2]> =
+                        (0..4).filter(|&k| k != missing).map(|k| tmpl[k]).collect();
+                    for order in ORDERS {
+                        let dst = [tri[order[0]], tri[order[1]], tri[order[2]]];
+                        let Some(h) = affine_from_3(&[src[0], src[1], src[2]], &dst) else {
+                            continue;
+                        };
+                        let Some(read) = read_tag(gray, &h, rect) else {
+                            continue;
+                        };
+                        if read.border_errors > MAX_TAG_BORDER_ERRORS {
+                            continue;
+                        }
+                        for page in pages {
+                            let hd = hamming(&read.bits, &page.tag.bits);
+                            if hd <= MAX_TAG_HAMMING
+                                && best.as_ref().is_none_or(|(_, _, b)| hd < *b)
+                            {
+                                best = Some((h, page, hd));
+                                if hd == 0 {
+                                    return best;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    best
+}
+
+/// The affine map sending three points onto three others, as a homography.
+fn affine_from_3(src: &[[f64; 2]; 3], dst: &[[f64; 2]; 3]) -> Option<Homography> {
+    let m = nalgebra::Matrix3::new(
+        src[0][0], src[0][1], 1.0, src[1][0], src[1][1], 1.0, src[2][0], src[2][1], 1.0,
+    );
+    let inv = m.try_inverse()?;
+    let xs = inv * nalgebra::Vector3::new(dst[0][0], dst[1][0], dst[2][0]);
+    let ys = inv * nalgebra::Vector3::new(dst[0][1], dst[1][1], dst[2][1]);
+    Homography::from_array([xs[0], xs[1], xs[2], ys[0], ys[1], ys[2], 0.0, 0.0, 1.0])
+}
+
 /// Search 4-subsets of candidates, largest quads first; return the homography (from the group's
 /// marks) whose tag read best matches one of `pages`' codes, with that page and the Hamming
 /// distance.
@@ -821,7 +898,9 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
         .atan2(b[0] - a[0])
         .to_degrees()
         .rem_euclid(360.0);
-    let good = used >= 6 && rms <= MAX_GOOD_RMS_MM;
+    // All four marks must take part: with three (a corner cut off) the perspective far from them
+    // is poorly determined, so such pages are read but never trusted.
+    let good = used >= MIN_GOOD_SQUARES && rms <= MAX_GOOD_RMS_MM;
     Some(Alignment {
         page: page.number,
         tag_id: page.tag.id,
