@@ -770,3 +770,209 @@ pub fn is_numeric(kind: FieldKind) -> bool {
         FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn template() -> Template {
+        Template::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(crate::template::DEFAULT_TEMPLATE_PATH),
+        )
+        .expect("template")
+    }
+
+    fn lab(s: &str) -> Label {
+        match s {
+            "X" => Label::X,
+            "_" => Label::Blank,
+            d => Label::Digit(d.parse().expect("digit")),
+        }
+    }
+
+    /// A box read as `top` with probability `p`, the rest split over two runners-up.
+    fn pbox(top: &str, p: f32, second: &str) -> Prediction {
+        let third = if second == "9" { "8" } else { "9" };
+        let rest = 1.0 - p;
+        Prediction {
+            label: lab(top),
+            confidence: p,
+            top: [
+                (lab(top), p),
+                (lab(second), rest * 0.9),
+                (lab(third), rest * 0.1),
+            ],
+        }
+    }
+
+    fn sure(text: &str) -> Vec<Prediction> {
+        text.chars()
+            .map(|c| pbox(&c.to_string(), 0.99999, if c == '0' { "6" } else { "0" }))
+            .collect()
+    }
+
+    fn ev(id: &str, boxes: Vec<Prediction>) -> FieldEvidence {
+        FieldEvidence {
+            id: id.into(),
+            boxes,
+            bubbles: None,
+            tally: None,
+            page_good: true,
+            off_photo: false,
+            source: None,
+        }
+    }
+
+    /// A consistent page 1 (DPT/B rows, ballots, disabled) as field evidence.
+    fn page1(overrides: &[(&str, Vec<Prediction>)]) -> Vec<FieldEvidence> {
+        let vals = [
+            ("dpt.l", "X99"),
+            ("dpt.p", "101"),
+            ("dpt.lp", "200"),
+            ("b1.l", "X80"),
+            ("b1.p", "X90"),
+            ("b1.lp", "170"),
+            ("b2.l", "XX2"),
+            ("b2.p", "XX1"),
+            ("b2.lp", "XX3"),
+            ("b3.l", "XX1"),
+            ("b3.p", "XX0"),
+            ("b3.lp", "XX1"),
+            ("b4.l", "X83"),
+            ("b4.p", "X91"),
+            ("b4.lp", "174"),
+            ("ballots.received", "204"),
+            ("ballots.used", "174"),
+            ("ballots.returned", "XX1"),
+            ("ballots.unused", "X29"),
+            ("disabled.l", "XX1"),
+            ("disabled.p", "XX0"),
+            ("disabled.lp", "XX1"),
+        ];
+        vals.iter()
+            .map(|(id, v)| {
+                let o = overrides.iter().find(|(k, _)| k == id);
+                ev(id, o.map(|o| o.1.clone()).unwrap_or_else(|| sure(v)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn confident_boxes_are_accepted_with_leading_x() {
+        let t = template();
+        let d = decide(&t, &page1(&[]), &DecideConfig::default());
+        let f = &d.fields["dpt.l"];
+        assert_eq!(f.value, Some(99));
+        assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
+        assert_eq!(d.fields["b3.p"].value, Some(0));
+        // Page 2 and 3 are absent: their fields are missing, never accepted.
+        assert_eq!(d.fields["votes.1"].status, FieldStatus::Missing);
+    }
+
+    #[test]
+    fn x_after_a_digit_is_not_a_number() {
+        let t = template();
+        let mut bad = sure("1X");
+        bad.push(pbox("5", 0.99999, "6"));
+        let d = decide(&t, &page1(&[("dpt.l", bad)]), &DecideConfig::default());
+        let f = &d.fields["dpt.l"];
+        assert_ne!(f.status, FieldStatus::Accepted);
+        assert!(
+            f.flags
+                .iter()
+                .any(|c| c == "invalid_pattern" || c == "low_confidence"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn hard_rule_chooses_among_the_models_own_alternatives() {
+        let t = template();
+        // dpt.l last box: 8 (0.6) or 9 (0.36): dpt.p = 101 and dpt.lp = 200 are sure, so 99.
+        let mut uncertain = sure("X9");
+        uncertain.push(Prediction {
+            label: lab("8"),
+            confidence: 0.6,
+            top: [(lab("8"), 0.6), (lab("9"), 0.36), (lab("3"), 0.04)],
+        });
+        let d = decide(
+            &t,
+            &page1(&[("dpt.l", uncertain)]),
+            &DecideConfig::default(),
+        );
+        let f = &d.fields["dpt.l"];
+        assert_eq!(f.value, Some(99), "{f:?}");
+        assert!(f.resolved_by.iter().any(|r| r == "dpt.lp_sum"), "{f:?}");
+        assert!(f.confidence > 0.9);
+    }
+
+    #[test]
+    fn confident_reading_is_never_changed_to_fit_arithmetic() {
+        let t = template();
+        // The officer wrote 98 where 99 would add up: read confidently, kept, flagged.
+        let d = decide(
+            &t,
+            &page1(&[("dpt.l", sure("X98"))]),
+            &DecideConfig::default(),
+        );
+        let f = &d.fields["dpt.l"];
+        assert_eq!(f.value, Some(98));
+        assert_eq!(f.status, FieldStatus::Flagged);
+        assert!(
+            d.flags
+                .iter()
+                .any(|fl| fl.rule.as_deref() == Some("dpt.lp_sum"))
+        );
+        let check = d
+            .checks
+            .iter()
+            .find(|c| c.rule == "dpt.lp_sum")
+            .expect("check");
+        assert_eq!(check.status, CheckStatus::Violated);
+    }
+
+    #[test]
+    fn bubbles_that_disagree_are_flagged() {
+        let t = template();
+        let mut e = ev("votes.1", sure("X45"));
+        let col = |d: Option<u8>| BubbleColumn {
+            fill: (0..10)
+                .map(|i| if Some(i as u8) == d { 0.9 } else { 0.1 })
+                .collect(),
+            state: d.map_or(BubbleState::Empty, BubbleState::One),
+        };
+        e.bubbles = Some(vec![col(Some(0)), col(Some(4)), col(Some(6))]);
+        let d = decide(&t, &[e], &DecideConfig::default());
+        let f = &d.fields["votes.1"];
+        assert_eq!(
+            f.value,
+            Some(45),
+            "the boxes are transcribed, not the bubbles"
+        );
+        assert_eq!(f.status, FieldStatus::Flagged);
+        assert!(f.flags.iter().any(|c| c == "channel_disagreement"), "{f:?}");
+    }
+
+    #[test]
+    fn poor_alignment_is_never_accepted() {
+        let t = template();
+        let mut evs = page1(&[]);
+        for e in &mut evs {
+            e.page_good = false;
+        }
+        let d = decide(&t, &evs, &DecideConfig::default());
+        assert!(d.fields.values().all(|f| f.status != FieldStatus::Accepted));
+    }
+
+    #[test]
+    fn parse_labels_follows_the_leading_rule() {
+        assert_eq!(parse_labels(&[lab("X"), lab("_"), lab("7")]), Some(Some(7)));
+        assert_eq!(
+            parse_labels(&[lab("0"), lab("4"), lab("5")]),
+            Some(Some(45))
+        );
+        assert_eq!(parse_labels(&[lab("X"), lab("X"), lab("X")]), Some(None));
+        assert_eq!(parse_labels(&[lab("1"), lab("_"), lab("5")]), None);
+    }
+}
