@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build the "pipeline crops" training sets: synthetic form photos written with MNIST *train*
+# digits (never t10k), read back by rekap's own alignment and segmentation (`rekap crops`), so
+# the model trains on exactly what `rekap process` feeds it. Output: training/data/ (git-ignored).
+#
+#   training/make_pipeline_crops.sh            # then:
+#   nice training/.venv/bin/python training/train.py --mnist ../shared/data/mnist --out models/ \
+#       --epochs 6 --extra training/data/pipeline-a --extra training/data/pipeline-b
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MNIST="${MNIST:-../shared/data/mnist}"
+OUT=training/data
+mkdir -p "$OUT"
+cargo build --release --quiet
+BIN=target/release/rekap
+# Seeds 9001/9002 are reserved for training data; tests and measurements use other seeds.
+"$BIN" synth --count 250 --seed 9001 --size 3mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-a"
+"$BIN" synth --count 150 --seed 9002 --size 1.5mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-b"
+"$BIN" crops --truth "$OUT/synth-a" --out "$OUT/pipeline-a"
+"$BIN" crops --truth "$OUT/synth-b" --out "$OUT/pipeline-b"
