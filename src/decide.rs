@@ -44,6 +44,8 @@ impl Default for DecideConfig {
     }
 }
 
+/// Highest confidence of a field with a doubtful box (below any sensible acceptance threshold).
+const DOUBTFUL_CONFIDENCE_CAP: f64 = 0.5;
 /// Alternatives whose probability is below this are not worth carrying.
 const MIN_ALTERNATIVE_PROB: f64 = 1e-4;
 
@@ -85,6 +87,9 @@ pub struct FieldEvidence {
     pub page_good: bool,
     /// Some box was (partly) outside the photo.
     pub off_photo: bool,
+    /// Boxes whose crop holds too little to trust an empty reading: faint marks under the ink
+    /// threshold, or paper washed out by glare (see `segment::is_doubtful`).
+    pub doubtful: Vec<usize>,
     pub source: Option<FieldSource>,
 }
 
@@ -339,15 +344,34 @@ fn candidates(ev: &FieldEvidence, cfg: &DecideConfig, use_bubbles: bool) -> Vec<
     merged
 }
 
+/// The number the bubbles state: empty leading columns count as unused positions; `None` when
+/// a column is ambiguous or an empty column follows a filled one.
 fn bubbles_value(cols: &[BubbleColumn]) -> Option<i64> {
-    let mut v = 0i64;
+    let mut v: Option<i64> = None;
     for c in cols {
-        match c.state {
-            BubbleState::One(d) => v = v * 10 + i64::from(d),
+        match (c.state, v) {
+            (BubbleState::One(d), _) => v = Some(v.unwrap_or(0) * 10 + i64::from(d)),
+            (BubbleState::Empty, None) => {}
             _ => return None,
         }
     }
-    Some(v)
+    Some(v.unwrap_or(0))
+}
+
+/// Columns whose clearly filled bubble contradicts the box above it (box-only reading): a digit
+/// box with another digit's bubble, or an X/blank box with a non-zero bubble. Empty and
+/// ambiguous columns state nothing. Returns (column, box label, bubble digit) per conflict.
+fn bubble_conflicts(labels: &[Label], cols: &[BubbleColumn]) -> Vec<(usize, Label, u8)> {
+    labels
+        .iter()
+        .zip(cols)
+        .enumerate()
+        .filter_map(|(i, (l, c))| match (c.state, l) {
+            (BubbleState::One(d), Label::Digit(x)) if *x != d => Some((i, *l, d)),
+            (BubbleState::One(d), Label::X | Label::Blank) if d != 0 => Some((i, *l, d)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Decision for a whole submission.
@@ -439,18 +463,23 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
             );
         }
         // Channel: bubbles vs boxes (box-only reading, so the bubbles cannot vote for themselves).
-        if let (Some(bv), Some(top)) = (report.channels.bubbles_value, box_only.first())
-            && top.value.unwrap_or(0) != bv
-        {
-            field_flag(
-                &mut report,
-                FlagCode::ChannelDisagreement,
-                format!(
-                    "{}: boxes read {} but the bubbles are filled for {bv}",
-                    f.id,
-                    top.value.map_or("nothing".to_string(), |v| v.to_string())
-                ),
-            );
+        if let (Some(cols), Some(top)) = (ev.bubbles.as_deref(), box_only.first()) {
+            let conflicts = bubble_conflicts(&top.labels, cols);
+            if !conflicts.is_empty() {
+                let detail: Vec<String> = conflicts
+                    .iter()
+                    .map(|(i, l, d)| format!("box {} reads {l}, its bubble {d}", i + 1))
+                    .collect();
+                field_flag(
+                    &mut report,
+                    FlagCode::ChannelDisagreement,
+                    format!(
+                        "{}: the bubbles disagree with the boxes ({})",
+                        f.id,
+                        detail.join("; ")
+                    ),
+                );
+            }
         }
         if let (Some(t), Some(v)) = (ev.tally, report.value)
             && (v < i64::from(t.min) || v > i64::from(t.max))
@@ -469,6 +498,23 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
                 &mut report,
                 FlagCode::AlignmentPoor,
                 format!("{}: the page could not be aligned precisely", f.id),
+            );
+        }
+        if !ev.doubtful.is_empty() {
+            // The model cannot see what the photo lost; never accept such a reading.
+            report.confidence = report.confidence.min(DOUBTFUL_CONFIDENCE_CAP);
+            field_flag(
+                &mut report,
+                FlagCode::LowConfidence,
+                format!(
+                    "{}: faint ink or glare in box {} (too little contrast to read)",
+                    f.id,
+                    ev.doubtful
+                        .iter()
+                        .map(|i| (i + 1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             );
         }
         if ev.off_photo {
@@ -820,6 +866,7 @@ mod tests {
             tally: None,
             page_good: true,
             off_photo: false,
+            doubtful: Vec::new(),
             source: None,
         }
     }
@@ -952,6 +999,34 @@ mod tests {
         );
         assert_eq!(f.status, FieldStatus::Flagged);
         assert!(f.flags.iter().any(|c| c == "channel_disagreement"), "{f:?}");
+    }
+
+    #[test]
+    fn a_bubble_under_an_x_box_is_a_disagreement() {
+        let t = template();
+        let mut e = ev("votes.3", sure("XX9"));
+        let col = |d: Option<u8>| BubbleColumn {
+            fill: (0..10)
+                .map(|i| if Some(i as u8) == d { 0.9 } else { 0.1 })
+                .collect(),
+            state: d.map_or(BubbleState::Empty, BubbleState::One),
+        };
+        // The officer marked 6 in the middle column, where the box holds an X.
+        e.bubbles = Some(vec![col(None), col(Some(6)), col(Some(9))]);
+        let d = decide(&t, &[e.clone()], &DecideConfig::default());
+        let f = &d.fields["votes.3"];
+        assert_eq!(f.value, Some(9));
+        assert!(f.flags.iter().any(|c| c == "channel_disagreement"), "{f:?}");
+        // Empty leading columns are unused positions, not a disagreement.
+        e.bubbles = Some(vec![col(None), col(None), col(Some(9))]);
+        let d = decide(&t, &[e], &DecideConfig::default());
+        assert!(
+            !d.fields["votes.3"]
+                .flags
+                .iter()
+                .any(|c| c == "channel_disagreement")
+        );
+        assert_eq!(d.fields["votes.3"].channels.bubbles_value, Some(9));
     }
 
     #[test]

@@ -167,7 +167,7 @@ impl<M: Model> Pipeline<M> {
         }
         let offset_of = |id: &str| offsets.get(id).copied().unwrap_or_default();
         let mut tensors: Vec<normalize::DigitTensor> = Vec::new();
-        let mut pending: Vec<(String, usize, usize, bool, FieldSource)> = Vec::new();
+        let mut pending: Vec<(String, usize, usize, bool, Vec<usize>, FieldSource)> = Vec::new();
         let mut bubbles: HashMap<String, Vec<decide::BubbleColumn>> = HashMap::new();
         let mut tallies: HashMap<String, decide::TallyRange> = HashMap::new();
         for f in &page_fields {
@@ -177,8 +177,13 @@ impl<M: Model> Pipeline<M> {
                     let crops = segment::cut_boxes(gray, &h, f, s.dx_mm, s.dy_mm);
                     let start = tensors.len();
                     let off = crops.iter().any(|c| c.off_photo > 0.0);
-                    for c in &crops {
-                        tensors.push(normalize::normalize(&c.ink));
+                    let mut doubtful = Vec::new();
+                    for (i, c) in crops.iter().enumerate() {
+                        let t = normalize::normalize(&c.ink);
+                        if segment::is_doubtful(c, t.iter().all(|v| *v == 0.0)) {
+                            doubtful.push(i);
+                        }
+                        tensors.push(t);
                     }
                     let crop_path = self.write_crop(submission, &f.id, gray, &h, &f.boxes, s);
                     pending.push((
@@ -186,6 +191,7 @@ impl<M: Model> Pipeline<M> {
                         start,
                         crops.len(),
                         off,
+                        doubtful,
                         FieldSource {
                             file: fname.clone(),
                             sha256: photo.sha256.clone(),
@@ -240,15 +246,18 @@ impl<M: Model> Pipeline<M> {
         let page_good = al.good;
         let evidence = pending
             .into_iter()
-            .map(|(id, start, n, off_photo, source)| FieldEvidence {
-                boxes: preds[start..start + n].to_vec(),
-                bubbles: bubbles.get(&id).cloned(),
-                tally: tallies.get(&id).copied(),
-                page_good,
-                off_photo,
-                source: Some(source),
-                id,
-            })
+            .map(
+                |(id, start, n, off_photo, doubtful, source)| FieldEvidence {
+                    boxes: preds[start..start + n].to_vec(),
+                    bubbles: bubbles.get(&id).cloned(),
+                    tally: tallies.get(&id).copied(),
+                    page_good,
+                    off_photo,
+                    doubtful,
+                    source: Some(source),
+                    id,
+                },
+            )
             .collect();
         report.alignment = Some(al);
         PageRead {

@@ -93,6 +93,9 @@ fn page_samples(template: &Template, truth: &Truth, dir: &Path, page_idx: usize)
                     "label": lab,
                     "hard": pt.conditions.hard,
                     "px_per_mm": al.px_per_mm,
+                    "paper": c.paper,
+                    "range": c.range,
+                    "zero": t.iter().all(|v| *v == 0.0),
                 }),
             });
         }

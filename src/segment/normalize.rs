@@ -151,7 +151,7 @@ pub const INK_QUANTILE: f64 = 0.01;
 /// Paper texture, JPEG noise and soft shadows stay within roughly 30 levels; a pen stroke,
 /// even a light one, is at least ~60 levels darker than its paper. Below this the crop is
 /// treated as blank and maps to all-zero ink, so noise is never stretched into "ink".
-pub const MIN_INK_CONTRAST: f64 = 48.0;
+pub const MIN_INK_CONTRAST: f64 = 28.0;
 
 /// Grey level at quantile `q` (0..=1) of a histogram holding `n` pixels.
 fn quantile_level(hist: &[usize; 256], n: usize, q: f64) -> f64 {
