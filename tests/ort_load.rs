@@ -225,5 +225,8 @@ fn shipped_model_reads_clear_drawings() {
     for ((want, _), p) in cases.iter().zip(&preds) {
         assert_eq!(p.label.to_string(), *want, "{p:?}");
     }
-    assert!(preds[0].confidence > 0.99, "blank box: {:?}", preds[0]);
+    // An empty box reads as blank with high, not total, confidence: calibrated on pipeline
+    // crops, where a faint digit occasionally normalises to an empty tensor too (the pipeline
+    // flags such boxes separately, see `segment::is_doubtful`).
+    assert!(preds[0].confidence > 0.95, "blank box: {:?}", preds[0]);
 }
