@@ -640,22 +640,8 @@ fn search_triples<'p>(
                         let Some(h) = affine_from_3(&[src[0], src[1], src[2]], &dst) else {
                             continue;
                         };
-                        let Some(read) = read_tag(gray, &h, rect) else {
-                            continue;
-                        };
-                        if read.border_errors > MAX_TAG_BORDER_ERRORS {
-                            continue;
-                        }
-                        for page in pages {
-                            let hd = hamming(&read.bits, &page.tag.bits);
-                            if hd <= MAX_TAG_HAMMING
-                                && best.as_ref().is_none_or(|(_, _, b)| hd < *b)
-                            {
-                                best = Some((h, page, hd));
-                                if hd == 0 {
-                                    return best;
-                                }
-                            }
+                        if try_pose(gray, h, rect, pages, &mut best) {
+                            return best;
                         }
                     }
                 }
@@ -674,6 +660,33 @@ fn affine_from_3(src: &[[f64; 2]; 3], dst: &[[f64; 2]; 3]) -> Option<Homography>
     let xs = inv * nalgebra::Vector3::new(dst[0][0], dst[1][0], dst[2][0]);
     let ys = inv * nalgebra::Vector3::new(dst[0][1], dst[1][1], dst[2][1]);
     Homography::from_array([xs[0], xs[1], xs[2], ys[0], ys[1], ys[2], 0.0, 0.0, 1.0])
+}
+
+/// Read the tag through a candidate pose and keep it in `best` when it matches a page's code
+/// better than before. Returns true on a perfect match (the search can stop).
+fn try_pose<'p>(
+    gray: &GrayImage,
+    h: Homography,
+    rect: &RectMm,
+    pages: &[&'p Page],
+    best: &mut Option<(Homography, &'p Page, u32)>,
+) -> bool {
+    let Some(read) = read_tag(gray, &h, rect) else {
+        return false;
+    };
+    if read.border_errors > MAX_TAG_BORDER_ERRORS {
+        return false;
+    }
+    for page in pages {
+        let hd = hamming(&read.bits, &page.tag.bits);
+        if hd <= MAX_TAG_HAMMING && best.as_ref().is_none_or(|(_, _, b)| hd < *b) {
+            *best = Some((h, page, hd));
+            if hd == 0 {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Search 4-subsets of candidates, largest quads first; return the homography (from the group's
@@ -727,20 +740,8 @@ fn search_quads<'p>(
             let Some(h) = Homography::fit(tmpl, &dst) else {
                 continue;
             };
-            let Some(read) = read_tag(gray, &h, rect) else {
-                continue;
-            };
-            if read.border_errors > MAX_TAG_BORDER_ERRORS {
-                continue;
-            }
-            for page in pages {
-                let hd = hamming(&read.bits, &page.tag.bits);
-                if hd <= MAX_TAG_HAMMING && best.as_ref().is_none_or(|(_, _, b)| hd < *b) {
-                    best = Some((h, page, hd));
-                    if hd == 0 {
-                        return best;
-                    }
-                }
+            if try_pose(gray, h, rect, pages, &mut best) {
+                return best;
             }
         }
     }
