@@ -47,10 +47,8 @@ const MAX_MOMENT_RATIO: f64 = 1.8;
 /// Area relative to that of a square with the same second moments (1 for a square).
 const SQUARE_AREA_RANGE: (f64, f64) = (0.8, 1.2);
 /// Centre distance of a mark's two squares over their side (sqrt(2) ideally). The side is
-/// estimated from the blob area plus the [`SHRINK_PX`] lost on each side.
+/// estimated from the blob area plus the pixels lost on each side to the shrink.
 const PAIR_DISTANCE_RANGE: (f64, f64) = (1.15, 1.75);
-/// Dark blobs lose this many pixels on every side to the 3x3 maximum filter.
-const SHRINK_PX: f64 = 1.0;
 /// Areas of the two squares of one mark differ by at most this ratio.
 const PAIR_AREA_RATIO: f64 = 1.8;
 /// Most mark candidates considered in the combinatorial search (best square-ness first).
@@ -141,20 +139,36 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     let (w, h) = gray.dimensions();
     let coarse = (w.max(h) / WORK_LONG_SIDE).max(1);
     let fine = (w.max(h) / FINE_WORK_LONG_SIDE).max(1);
-    match align_at(gray, template, coarse) {
-        Err(AlignError::NotAForm { .. }) if fine < coarse => align_at(gray, template, fine),
-        other => other,
+    // Attempts in order of cost: coarse, finer, and finer with a stronger shrink (blur can keep
+    // a mark's two squares joined by more than one pixel).
+    let mut attempts = vec![(coarse, 1u32)];
+    if fine < coarse {
+        attempts.push((fine, 1));
     }
+    attempts.push((fine, 2));
+    let mut last = Err(AlignError::NotAForm { marks: 0 });
+    for (factor, shrink) in attempts {
+        last = align_at(gray, template, factor, shrink);
+        if !matches!(last, Err(AlignError::NotAForm { .. })) {
+            break;
+        }
+    }
+    last
 }
 
-fn align_at(gray: &GrayImage, template: &Template, factor: u32) -> Result<Alignment, AlignError> {
+fn align_at(
+    gray: &GrayImage,
+    template: &Template,
+    factor: u32,
+    shrink: u32,
+) -> Result<Alignment, AlignError> {
     let t0 = std::time::Instant::now();
     let small = downscale(gray, factor);
     let t1 = t0.elapsed();
-    let (squares, bowties, bin) = find_squares(&small);
+    let (squares, bowties, bin) = find_squares(&small, shrink);
     let t2 = t0.elapsed();
     let f = factor as f64;
-    let candidates = pair_marks(&bin, &squares, &bowties, f);
+    let candidates = pair_marks(&bin, &squares, &bowties, f, shrink as f64);
     tracing::debug!(
         factor,
         ?t1,
@@ -209,12 +223,15 @@ fn corner_marks(page: &Page) -> Option<[[f64; 2]; 4]> {
 
 /// Square-like blobs, and bowtie-shaped blobs (a mark whose two squares stayed joined at their
 /// touching corner) as mark candidates in working-image pixels.
-fn find_squares(small: &GrayImage) -> (Vec<Square>, Vec<MarkCandidate>, GrayImage) {
+fn find_squares(small: &GrayImage, shrink: u32) -> (Vec<Square>, Vec<MarkCandidate>, GrayImage) {
     let (w, h) = small.dimensions();
     let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
     let bin = dark_mask(small, radius, DARK_DELTA);
     // Dark = 0. Grow the white by one pixel so squares touching at a corner separate.
-    let bin = max3x3(&bin);
+    let mut bin = bin;
+    for _ in 0..shrink {
+        bin = max3x3(&bin);
+    }
     let m = dark_component_moments(&bin);
     let max_area = (w as f64 * h as f64 * MAX_SQUARE_AREA_FRACTION).max(MIN_SQUARE_AREA as f64);
     let mut out = Vec::new();
@@ -239,7 +256,7 @@ fn find_squares(small: &GrayImage) -> (Vec<Square>, Vec<MarkCandidate>, GrayImag
             continue;
         }
         let ratio = l1 / l2;
-        if let Some(b) = bowtie(&bin, a, cx, cy, vxx, vxy, l1, l2) {
+        if let Some(b) = bowtie(&bin, a, cx, cy, vxx, vxy, l1, l2, shrink as f64) {
             bowties.push(b);
             continue;
         }
@@ -283,6 +300,7 @@ fn bowtie(
     vxy: f64,
     l1: f64,
     l2: f64,
+    shrink: f64,
 ) -> Option<MarkCandidate> {
     let r1 = l1 / (BOWTIE_MAJOR * a);
     let r2 = l2 / (BOWTIE_MINOR * a);
@@ -297,7 +315,7 @@ fn bowtie(
     }
     let n = (ux * ux + uy * uy).sqrt();
     let (ux, uy) = (ux / n, uy / n);
-    let side = (a / 2.0).sqrt() + 2.0 * SHRINK_PX;
+    let side = (a / 2.0).sqrt() + 2.0 * shrink;
     let d = side / std::f64::consts::SQRT_2;
     let iso = mark_shape(bin, [cx, cy], [2.0 * d * ux, 2.0 * d * uy])?;
     Some(MarkCandidate {
@@ -479,11 +497,14 @@ fn mark_shape(bin: &GrayImage, c: [f64; 2], diag: [f64; 2]) -> Option<f64> {
         (diag[1] + diag[0]) / (len * std::f64::consts::SQRT_2),
     ];
     let e2 = [-e1[1], e1[0]];
-    // 3x3 samples over the inner 60 % of a square centred at q; count those matching `dark`.
+    // 3x3 samples over the inner part of a square centred at q (offsets `f` of the side: the
+    // dark squares have lost pixels to the shrink and blur, so their grid is tighter); count
+    // those matching `dark`.
     let grid = |q: [f64; 2], dark: bool| -> Option<usize> {
+        let f = if dark { 0.18 } else { 0.25 };
         let mut hits = 0;
-        for a in [-0.3, 0.0, 0.3] {
-            for b in [-0.3, 0.0, 0.3] {
+        for a in [-f, 0.0, f] {
+            for b in [-f, 0.0, f] {
                 let x = q[0] + side * (a * e1[0] + b * e2[0]);
                 let y = q[1] + side * (a * e1[1] + b * e2[1]);
                 if dark_at(x, y)? == dark {
@@ -523,6 +544,7 @@ fn pair_marks(
     squares: &[Square],
     bowties: &[MarkCandidate],
     factor: f64,
+    shrink: f64,
 ) -> Vec<MarkCandidate> {
     let mut out: Vec<MarkCandidate> = bowties
         .iter()
@@ -538,7 +560,7 @@ fn pair_marks(
             if ratio > PAIR_AREA_RATIO {
                 continue;
             }
-            let side = ((a.area + b.area) / 2.0).sqrt() + 2.0 * SHRINK_PX;
+            let side = ((a.area + b.area) / 2.0).sqrt() + 2.0 * shrink;
             let d = ((a.cx - b.cx).powi(2) + (a.cy - b.cy).powi(2)).sqrt();
             let rel = d / side;
             if rel < PAIR_DISTANCE_RANGE.0 || rel > PAIR_DISTANCE_RANGE.1 {
