@@ -11,7 +11,7 @@
 //!   channel or rule disagrees with it. Everything else is `flagged` with reasons.
 
 use crate::recognize::{Label, Prediction};
-use crate::template::{FieldKind, Rule, RuleKind, RuleOutcome, Template};
+use crate::template::{CmpOp, FieldKind, Rule, RuleKind, RuleOutcome, Template};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -44,6 +44,10 @@ impl Default for DecideConfig {
     }
 }
 
+/// Chance that a number outside the model's alternatives happens to satisfy an equality rule
+/// with the other fields fixed: about one value in a count's range; 0.02 assumes a range of only
+/// 50 values, i.e. errs towards doubt.
+const UNLISTED_SATISFIES_EQUALITY: f64 = 0.02;
 /// Highest confidence of a field with a doubtful box (below any sensible acceptance threshold).
 const DOUBTFUL_CONFIDENCE_CAP: f64 = 0.5;
 /// Alternatives whose probability is below this are not worth carrying.
@@ -656,8 +660,8 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
 /// share a hard rule with others, all joint assignments of their alternatives are scored by
 /// `prod P(alternative) * prod_rules (1 - e if the rule holds (or cannot be decided) else e)`
 /// with `e` the officer-error prior, plus, per field, an "unlisted" alternative carrying the
-/// probability mass the model gave to readings outside the list (which never violates a rule,
-/// so rules cannot create false certainty). A field's new confidence is the posterior of its
+/// probability mass the model gave to readings outside the list; an unlisted reading satisfies
+/// an equality rule with chance [`UNLISTED_SATISFIES_EQUALITY`] (an inequality always). A field's new confidence is the posterior of its
 /// best value; its value changes only to a listed alternative of the model.
 fn resolve_with_rules(
     rules: &[Rule],
@@ -723,7 +727,6 @@ fn resolve_with_rules(
             assign.insert(id.as_str(), v);
         }
         if p > 0.0 {
-            let mut unlisted_in = false;
             let value = |id: &str| -> Option<i64> {
                 match assign.get(id) {
                     Some(Some(v)) => *v,
@@ -736,7 +739,14 @@ fn resolve_with_rules(
                     .iter()
                     .any(|f| matches!(assign.get(f.as_str()), Some(None)))
                 {
-                    unlisted_in = true;
+                    // A reading outside the model's list is some other number: it satisfies an
+                    // equality only by chance, an inequality most likely.
+                    if r.op == CmpOp::Eq {
+                        let q = UNLISTED_SATISFIES_EQUALITY;
+                        p *= q * (1.0 - e) + (1.0 - q) * e;
+                    } else {
+                        p *= 1.0 - e;
+                    }
                     continue;
                 }
                 p *= match r.evaluate(&value) {
@@ -744,7 +754,6 @@ fn resolve_with_rules(
                     _ => 1.0 - e,
                 };
             }
-            let _ = unlisted_in;
             z += p;
             for (k, i) in idx.iter().enumerate() {
                 post[k][*i] += p;
@@ -952,6 +961,28 @@ mod tests {
         assert_eq!(f.value, Some(99), "{f:?}");
         assert!(f.resolved_by.iter().any(|r| r == "dpt.lp_sum"), "{f:?}");
         assert!(f.confidence > 0.9);
+    }
+
+    #[test]
+    fn a_consistent_cross_check_raises_confidence() {
+        let t = template();
+        // dpt.l read 99 at only 0.9 (alternative 98); the sum with the sure dpt.p and dpt.lp
+        // holds for 99 only, so the cross-check makes 99 near certain.
+        let mut uncertain = sure("X9");
+        uncertain.push(Prediction {
+            label: lab("9"),
+            confidence: 0.9,
+            top: [(lab("9"), 0.9), (lab("8"), 0.08), (lab("4"), 0.02)],
+        });
+        let d = decide(
+            &t,
+            &page1(&[("dpt.l", uncertain)]),
+            &DecideConfig::default(),
+        );
+        let f = &d.fields["dpt.l"];
+        assert_eq!(f.value, Some(99));
+        assert!(f.confidence >= 0.99, "{f:?}");
+        assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
     }
 
     #[test]
