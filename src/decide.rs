@@ -362,18 +362,34 @@ fn bubbles_value(cols: &[BubbleColumn]) -> Option<i64> {
     Some(v.unwrap_or(0))
 }
 
-/// Columns whose clearly filled bubble contradicts the box above it (box-only reading): a digit
-/// box with another digit's bubble, or an X/blank box with a non-zero bubble. Empty and
-/// ambiguous columns state nothing. Returns (column, box label, bubble digit) per conflict.
+/// Columns whose bubbles contradict the box above them (box-only reading): a clearly filled
+/// bubble of another digit (a non-zero one under an X/blank box), or, in a column with several or
+/// partly filled bubbles, another digit filled most. Empty columns state nothing. Returns (column, box label, bubble digit) per conflict.
 fn bubble_conflicts(labels: &[Label], cols: &[BubbleColumn]) -> Vec<(usize, Label, u8)> {
     labels
         .iter()
         .zip(cols)
         .enumerate()
-        .filter_map(|(i, (l, c))| match (c.state, l) {
-            (BubbleState::One(d), Label::Digit(x)) if *x != d => Some((i, *l, d)),
-            (BubbleState::One(d), Label::X | Label::Blank) if d != 0 => Some((i, *l, d)),
-            _ => None,
+        .filter_map(|(i, (l, c))| {
+            let expected = match l {
+                Label::Digit(x) => *x,
+                Label::X | Label::Blank => 0,
+            };
+            match c.state {
+                BubbleState::One(d) if d != expected => Some((i, *l, d)),
+                // Several or partly filled: conflicting when the most filled bubble is another
+                // digit than the box's (stray marks beside the right bubble are tolerated).
+                BubbleState::Ambiguous => {
+                    let (m, f) = c
+                        .fill
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(m, f)| (m as u8, *f))?;
+                    (m != expected && f >= crate::segment::BUBBLE_EMPTY).then_some((i, *l, m))
+                }
+                _ => None,
+            }
         })
         .collect()
 }
