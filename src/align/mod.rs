@@ -625,6 +625,18 @@ fn is_convex(q: &[[f64; 2]; 4]) -> bool {
     true
 }
 
+/// A pose whose tag matched a page: homography, page, wrong tag modules.
+type TagMatch<'p> = (Homography, &'p Page, u32);
+
+/// The best [`MAX_CANDIDATES`] mark candidates (they are sorted best first) as points.
+fn top_points(cands: &[MarkCandidate]) -> Vec<[f64; 2]> {
+    cands
+        .iter()
+        .take(MAX_CANDIDATES)
+        .map(|c| [c.x, c.y])
+        .collect()
+}
+
 /// Fallback when no four marks are seen (a corner cut off, a finger over a mark): every triple
 /// of candidates, in every order, against every three of the template's four marks, through
 /// the affine map the triple defines; the tag decides as in [`search_quads`].
@@ -634,14 +646,10 @@ fn search_triples<'p>(
     tmpl: &[[f64; 2]; 4],
     rect: &RectMm,
     pages: &[&'p Page],
-) -> Option<(Homography, &'p Page, u32)> {
-    let top: Vec<[f64; 2]> = cands
-        .iter()
-        .take(MAX_CANDIDATES)
-        .map(|c| [c.x, c.y])
-        .collect();
+) -> Option<TagMatch<'p>> {
+    let top = top_points(cands);
     let n = top.len();
-    let mut best: Option<(Homography, &'p Page, u32)> = None;
+    let mut best: Option<TagMatch<'p>> = None;
     const ORDERS: [[usize; 3]; 6] = [
         [0, 1, 2],
         [0, 2, 1],
@@ -691,7 +699,7 @@ fn try_pose<'p>(
     h: Homography,
     rect: &RectMm,
     pages: &[&'p Page],
-    best: &mut Option<(Homography, &'p Page, u32)>,
+    best: &mut Option<TagMatch<'p>>,
 ) -> bool {
     let Some(read) = read_tag(gray, &h, rect) else {
         return false;
@@ -720,19 +728,15 @@ fn search_quads<'p>(
     tmpl: &[[f64; 2]; 4],
     rect: &RectMm,
     pages: &[&'p Page],
-) -> Option<(Homography, &'p Page, u32)> {
-    let top: Vec<[f64; 2]> = cands
-        .iter()
-        .take(MAX_CANDIDATES)
-        .map(|c| [c.x, c.y])
-        .collect();
+) -> Option<TagMatch<'p>> {
+    let top = top_points(cands);
     let n = top.len();
     if n < 4 {
         return None;
     }
-    let mut best: Option<(Homography, &'p Page, u32)> = None;
+    let mut best: Option<TagMatch<'p>> = None;
     // Larger quads first: the real marks span the page, clutter inside the page does not.
-    let mut quads: Vec<([f64; 2], [usize; 4])> = Vec::new();
+    let mut quads: Vec<(f64, [usize; 4])> = Vec::new();
     for a in 0..n {
         for b in a + 1..n {
             for c in b + 1..n {
@@ -743,12 +747,12 @@ fn search_quads<'p>(
                         continue;
                     }
                     let area = quad_area(&q);
-                    quads.push(([-area, 0.0], [a, b, c, d]));
+                    quads.push((area, [a, b, c, d]));
                 }
             }
         }
     }
-    quads.sort_by(|x, y| x.0[0].total_cmp(&y.0[0]));
+    quads.sort_by(|x, y| y.0.total_cmp(&x.0));
     for (_, idx) in quads {
         let mut q = [top[idx[0]], top[idx[1]], top[idx[2]], top[idx[3]]];
         clockwise(&mut q);
