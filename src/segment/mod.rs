@@ -8,7 +8,7 @@ use crate::align::sample::bilinear;
 use crate::decide::{BubbleColumn, BubbleState, TallyRange};
 use crate::template::{Field, RectMm};
 use image::{GrayImage, Luma};
-use normalize::{InkMap, ink_map_from_gray};
+use normalize::{InkMap, crop_levels, ink_map_from_gray};
 
 /// Box crops are resampled at this many pixels per mm (a 17 mm box becomes ~50 px, the size the
 /// model's training crops have; phone photos of the whole page rarely hold more than 4 px/mm).
@@ -45,18 +45,6 @@ pub const SATURATED_PAPER: f64 = 250.0;
 /// Should an empty reading of this box be distrusted?
 pub fn is_doubtful(c: &BoxCrop, tensor_empty: bool) -> bool {
     tensor_empty && (c.range >= DOUBTFUL_EMPTY_RANGE || c.paper >= SATURATED_PAPER)
-}
-
-/// Paper level and range of a crop, with the quantiles `ink_map_from_gray` uses.
-pub fn crop_levels(crop: &GrayImage) -> (f64, f64) {
-    let mut v: Vec<u8> = crop.as_raw().clone();
-    if v.is_empty() {
-        return (255.0, 0.0);
-    }
-    v.sort_unstable();
-    let q = |f: f64| f64::from(v[((v.len() - 1) as f64 * f).round() as usize]);
-    let paper = q(normalize::PAPER_QUANTILE);
-    (paper, paper - q(normalize::INK_QUANTILE))
 }
 
 /// Resample template rectangle `rect` (mm) from the photo at `px_per_mm`.

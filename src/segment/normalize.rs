@@ -167,6 +167,21 @@ fn quantile_level(hist: &[usize; 256], n: usize, q: f64) -> f64 {
     255.0
 }
 
+/// Paper level ([`PAPER_QUANTILE`]) and paper-minus-ink range (down to [`INK_QUANTILE`]) of a
+/// grey crop; an empty crop is white paper with no range.
+pub fn crop_levels(crop: &GrayImage) -> (f64, f64) {
+    let n = (crop.width() * crop.height()) as usize;
+    if n == 0 {
+        return (255.0, 0.0);
+    }
+    let mut hist = [0usize; 256];
+    for p in crop.pixels() {
+        hist[p.0[0] as usize] += 1;
+    }
+    let paper = quantile_level(&hist, n, PAPER_QUANTILE);
+    (paper, paper - quantile_level(&hist, n, INK_QUANTILE))
+}
+
 /// Ink map of a standalone grey crop of one box (dark ink on light paper).
 ///
 /// The paper level is the [`PAPER_QUANTILE`] grey level and the ink level the
@@ -180,13 +195,7 @@ pub fn ink_map_from_gray(crop: &GrayImage) -> InkMap {
     if n == 0 {
         return ink;
     }
-    let mut hist = [0usize; 256];
-    for p in crop.pixels() {
-        hist[p.0[0] as usize] += 1;
-    }
-    let paper = quantile_level(&hist, n, PAPER_QUANTILE);
-    let dark = quantile_level(&hist, n, INK_QUANTILE);
-    let range = paper - dark;
+    let (paper, range) = crop_levels(crop);
     if range < MIN_INK_CONTRAST {
         return ink;
     }
