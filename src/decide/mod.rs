@@ -146,7 +146,8 @@ pub struct FieldReport {
     pub boxes: Vec<BoxReport>,
     pub channels: Channels,
     pub alternatives: Vec<Alternative>,
-    /// Hard rules that selected this value among the model's alternatives.
+    /// Rules whose cross-check set this value's probability (and may have chosen it among the
+    /// model's alternatives).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved_by: Vec<String>,
     /// Codes of the flags that concern this field.
@@ -683,21 +684,27 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
 /// (`Some(value)`) or the unlisted remainder (`None`), with its prior probability.
 type FieldOption = (Option<Option<i64>>, f64);
 
-/// Let hard rules choose among the alternatives of uncertain fields.
+/// Let the rules choose among the alternatives of uncertain fields, and measure how sure the
+/// cross-checks make each reading.
 ///
 /// Confident fields (top probability >= threshold) are fixed. The uncertain fields that share a
-/// hard rule form connected components; each component is solved on its own. A joint assignment
-/// of a component's options is scored by
+/// rule form connected components; each component is solved on its own. A joint assignment of a
+/// component's options is scored by
 /// `prod P(option) * prod_rules (1 - e if the rule holds (or cannot be decided) else e)`
-/// with `e` the officer-error prior; each field also has an "unlisted" option carrying the
-/// probability mass the model gave to readings outside its list, which satisfies an equality
-/// rule with chance [`UNLISTED_SATISFIES_EQUALITY`] (an inequality always).
+/// with `e` the officer-error prior of the rule's kind (hard or soft); each field also has an
+/// "unlisted" option carrying the probability mass the model gave to readings outside its list,
+/// which satisfies an equality rule with chance [`UNLISTED_SATISFIES_EQUALITY`] (an inequality
+/// always).
 ///
-/// Assignments are enumerated best-first by prior (at most `max_joint_assignments` per
-/// component). Invariant: the reported confidence never overstates the posterior. Every rule
-/// factor is at most 1, so the assignments not enumerated carry at most their prior mass
-/// `1 - prior_enumerated`; it is added to the normaliser as if none of it favoured the best
-/// value. A field's value changes only to a listed alternative of the model.
+/// The posterior of each option is computed exactly by variable elimination
+/// ([`exact_posterior`]); where its tables would be too large, assignments are enumerated
+/// best-first by prior (at most `max_joint_assignments` per component). Invariant: the reported
+/// confidence never overstates the posterior. In the enumeration every rule factor is at most 1,
+/// so the assignments not enumerated carry at most their prior mass `1 - prior_enumerated`,
+/// which is added to the normaliser as if none of it favoured the best value.
+///
+/// Transcription stays faithful: a field's value changes only to a listed alternative of the
+/// model, and only when the rules make that alternative reach the acceptance threshold.
 fn resolve_with_rules(
     rules: &[Rule],
     fields: &mut BTreeMap<String, FieldReport>,
@@ -705,14 +712,16 @@ fn resolve_with_rules(
     doubtful: &HashMap<String, bool>,
     cfg: &DecideConfig,
 ) {
-    let hard: Vec<&Rule> = rules.iter().collect();
+    let linked: Vec<&Rule> = rules.iter().collect();
     let uncertain: Vec<String> = fields
         .iter()
         .filter(|(id, r)| {
             r.status != FieldStatus::Missing
                 && r.confidence < cfg.accept_threshold
                 && cands.get(*id).is_some_and(|c| !c.is_empty())
-                && hard.iter().any(|rule| rule.fields.iter().any(|f| f == *id))
+                && linked
+                    .iter()
+                    .any(|rule| rule.fields.iter().any(|f| f == *id))
         })
         .map(|(id, _)| id.clone())
         .collect();
@@ -724,8 +733,8 @@ fn resolve_with_rules(
         .filter(|(id, _)| !uncertain.contains(id))
         .map(|(id, r)| (id.clone(), r.value))
         .collect();
-    for component in rule_components(&uncertain, &hard) {
-        let relevant: Vec<&Rule> = hard
+    for component in rule_components(&uncertain, &linked) {
+        let relevant: Vec<&Rule> = linked
             .iter()
             .copied()
             .filter(|r| r.fields.iter().any(|f| component.contains(f)))
@@ -794,9 +803,9 @@ fn resolve_with_rules(
     }
 }
 
-/// Connected components of `uncertain` fields, two fields being connected when some hard rule
-/// reads both. Each component keeps the order of `uncertain`.
-fn rule_components(uncertain: &[String], hard: &[&Rule]) -> Vec<Vec<String>> {
+/// Connected components of `uncertain` fields, two fields being connected when some rule reads
+/// both. Each component keeps the order of `uncertain`.
+fn rule_components(uncertain: &[String], rules: &[&Rule]) -> Vec<Vec<String>> {
     let index: HashMap<&str, usize> = uncertain
         .iter()
         .enumerate()
@@ -810,7 +819,7 @@ fn rule_components(uncertain: &[String], hard: &[&Rule]) -> Vec<Vec<String>> {
         }
         i
     }
-    for rule in hard {
+    for rule in rules {
         let members: Vec<usize> = rule
             .fields
             .iter()
@@ -1235,6 +1244,103 @@ mod tests {
         assert!(f.flags.iter().any(|c| c == "rule_violated"), "{f:?}");
         assert_eq!(f.alternatives.first().and_then(|a| a.value), Some(99));
         assert!(f.confidence < 0.05, "{f:?}");
+    }
+
+    #[test]
+    fn exact_elimination_equals_full_enumeration() {
+        let t = template();
+        let rules = t.rules();
+        let linked: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| {
+                r.fields
+                    .iter()
+                    .any(|f| f.starts_with("b1.") || f.starts_with("b4."))
+            })
+            .collect();
+        // Six uncertain fields of the B grid (rows b1, b4) with made-up alternatives; b2 and b3
+        // are read for sure.
+        let ids: Vec<String> = ["b1.l", "b1.p", "b1.lp", "b4.l", "b4.p", "b4.lp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let alts: [&[(i64, f64)]; 6] = [
+            &[(80, 0.7), (86, 0.25)],
+            &[(90, 0.5), (98, 0.3), (30, 0.1)],
+            &[(170, 0.9), (176, 0.05)],
+            &[(83, 0.6), (88, 0.3)],
+            &[(91, 0.97)],
+            &[(174, 0.8), (114, 0.15)],
+        ];
+        let options: Vec<Vec<FieldOption>> = alts
+            .iter()
+            .map(|a| {
+                let cs: Vec<Candidate> = a
+                    .iter()
+                    .map(|(v, p)| Candidate {
+                        value: Some(*v),
+                        prob: *p,
+                        labels: Vec::new(),
+                    })
+                    .collect();
+                field_options(&cs, false)
+            })
+            .collect();
+        let fixed: HashMap<String, Option<i64>> = [
+            ("b2.l", 2),
+            ("b2.p", 1),
+            ("b2.lp", 3),
+            ("b3.l", 1),
+            ("b3.p", 0),
+            ("b3.lp", 1),
+            ("dpt.l", 99),
+            ("dpt.p", 101),
+            ("dpt.lp", 200),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), Some(*v)))
+        .collect();
+        let cfg = DecideConfig::default();
+        let exact = exact_posterior(&ids, &options, &linked, &fixed, &cfg).expect("small tables");
+        let enumerated = joint_posterior(&ids, &options, &linked, &fixed, &cfg).expect("mass");
+        for (a, b) in exact.iter().flatten().zip(enumerated.iter().flatten()) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+        // The consistent reading wins everywhere: b1.lp = 80 + 90 = 170,
+        // b4.l = 80 + 2 + 1 = 83, b4.p = 90 + 1 + 0 = 91, b4.lp = 170 + 3 + 1 = 174.
+        let best: Vec<Option<Option<i64>>> = exact
+            .iter()
+            .zip(&options)
+            .map(|(row, o)| {
+                let i = row
+                    .iter()
+                    .enumerate()
+                    .max_by(|x, y| x.1.total_cmp(y.1))
+                    .map(|(i, _)| i)
+                    .expect("options");
+                o[i].0
+            })
+            .collect();
+        assert_eq!(
+            best,
+            [80, 90, 170, 83, 91, 174].map(|v| Some(Some(v))).to_vec()
+        );
+        // With a budget too small to see everything, the enumeration never claims more than the
+        // exact posterior of the best reading.
+        let tight = DecideConfig {
+            max_joint_assignments: 5,
+            ..cfg.clone()
+        };
+        let bounded = joint_posterior(&ids, &options, &linked, &fixed, &tight).expect("mass");
+        for (k, row) in bounded.iter().enumerate() {
+            for (i, p) in row.iter().enumerate() {
+                assert!(
+                    *p <= exact[k][i] + 1e-12,
+                    "field {k} option {i}: {p} > {}",
+                    exact[k][i]
+                );
+            }
+        }
     }
 
     #[test]
