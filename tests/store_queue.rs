@@ -8,7 +8,6 @@ use rekap::store::{IngestOutcome, JobFate, Store};
 use serve_support::*;
 use std::collections::HashSet;
 use std::time::Duration;
-use store_support::TestDb;
 
 /// A lease that is over by the time the test looks again.
 const SHORT_LEASE_MS: i64 = 50;

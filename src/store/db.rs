@@ -190,7 +190,10 @@ pub struct Pg {
 
 pub enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres { pg: RefCell<Pg>, in_tx: Cell<bool> },
+    Postgres {
+        pg: Box<RefCell<Pg>>,
+        in_tx: Cell<bool>,
+    },
 }
 
 /// Run `f` where the synchronous PostgreSQL client may block: on this thread, or, when this
@@ -406,11 +409,11 @@ impl Conn {
         }
         let client = off_runtime(|| config.connect(postgres::NoTls))?;
         Ok(Conn::Postgres {
-            pg: RefCell::new(Pg {
+            pg: Box::new(RefCell::new(Pg {
                 client,
                 config,
                 statements: HashMap::new(),
-            }),
+            })),
             in_tx: Cell::new(false),
         })
     }

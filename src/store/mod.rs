@@ -122,6 +122,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// Columns of one `fields` row as ingested (the multi-row INSERT's stride).
+const FIELD_COLUMNS: usize = 12;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -903,6 +906,9 @@ impl Store {
             ),
             args![id, &json],
         )?;
+        // One multi-row INSERT for all fields: one round trip while the writers' lock is held.
+        let mut values: Vec<db::Val> = Vec::with_capacity(report.fields.len() * FIELD_COLUMNS);
+        let mut rows_sql: Vec<String> = Vec::with_capacity(report.fields.len());
         for (i, (fid, f)) in report.fields.iter().enumerate() {
             let ord = self
                 .field_order
@@ -911,22 +917,36 @@ impl Store {
                 .unwrap_or(self.field_order.len() + i);
             let (provenance, state) = initial_state(f.status, &f.flags);
             let crop = crops.iter().find(|c| &c.0 == fid).map(|c| c.1.clone());
+            let first = values.len() + 1;
+            rows_sql.push(format!(
+                "({})",
+                (first..first + FIELD_COLUMNS)
+                    .map(|k| format!("?{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            values.extend_from_slice(args![
+                id,
+                fid,
+                ord as i64,
+                f.value,
+                status_str(f.status),
+                f.confidence,
+                serde_json::to_string(&f.flags)?,
+                severity(&f.flags),
+                f.value,
+                provenance.as_str(),
+                state,
+                crop
+            ]);
+        }
+        if !rows_sql.is_empty() {
             tx.execute(
-                "INSERT INTO fields (submission_id, field, ord, machine_value, machine_status, confidence, flags, severity, value, provenance, state, crop_sha256) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4, ?9, ?10, ?11)",
-                args![
-                    id,
-                    fid,
-                    ord as i64,
-                    f.value,
-                    status_str(f.status),
-                    f.confidence,
-                    serde_json::to_string(&f.flags)?,
-                    severity(&f.flags),
-                    provenance.as_str(),
-                    state,
-                    crop
-                ],
+                &format!(
+                    "INSERT INTO fields (submission_id, field, ord, machine_value, machine_status, confidence, flags, severity, value, provenance, state, crop_sha256) VALUES {}",
+                    rows_sql.join(", ")
+                ),
+                &values,
             )?;
         }
         audit::append(

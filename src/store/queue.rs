@@ -82,6 +82,8 @@ pub struct JobRow {
     pub worker: Option<String>,
     pub error: Option<String>,
     pub has_report: bool,
+    /// When it was done (database clock, ms since the Unix epoch).
+    pub done_ms: Option<i64>,
 }
 
 /// Time window of [`QueueStats::done_last_minute`], ms.
@@ -213,7 +215,7 @@ impl Store {
     pub fn jobs(&self) -> Result<Vec<JobRow>> {
         self.db
             .query(
-                "SELECT id, name, state, attempts, worker, error, report IS NOT NULL FROM submissions ORDER BY id",
+                "SELECT id, name, state, attempts, worker, error, report IS NOT NULL, done_ms FROM submissions ORDER BY id",
                 &[],
             )?
             .iter()
@@ -226,6 +228,7 @@ impl Store {
                     worker: r.get(4)?,
                     error: r.get(5)?,
                     has_report: r.get::<i64>(6)? != 0,
+                    done_ms: r.get(7)?,
                 })
             })
             .collect()
