@@ -365,3 +365,121 @@ fn a_database_without_the_schema_is_reported_until_it_is_migrated() {
         std::fs::read_to_string(&log).unwrap()
     );
 }
+
+/// POST a multipart upload of `files` over loopback; returns (status, body).
+fn upload(
+    addr: std::net::SocketAddr,
+    cookie: &str,
+    csrf: &str,
+    files: &[PathBuf],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let boundary = "rekapFLEETboundary0123456789";
+    let mut body = Vec::new();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"{name}\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&std::fs::read(f).unwrap());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /api/submissions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+#[test]
+fn serve_on_postgres_takes_uploads_that_workers_read() {
+    use serve_support::{PASSWORD, SUPERVISOR, http, http_login};
+    use std::io::BufRead;
+    let Some(db) = TestDb::postgres("worker_fleet::serve") else {
+        return;
+    };
+    let store = db.open();
+    store
+        .add_user(SUPERVISOR, rekap::store::Role::Supervisor, PASSWORD)
+        .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_rekap"))
+        .current_dir(manifest())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-cookie",
+            "--db",
+        ])
+        .arg(db.db_arg())
+        .args(db.photo_args())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(server.stdout.take().unwrap());
+    let addr: std::net::SocketAddr = out
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("listening on http://")
+                .map(|a| a.trim_end_matches('/').parse().unwrap())
+        })
+        .expect("the server prints its address");
+    let health = http(addr, "GET", "/healthz", None, None, None).unwrap();
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.json()["database"], "ok");
+    let (cookie, csrf) = http_login(addr, SUPERVISOR);
+    let files = synth_sets()[0].clone();
+    let (status, text) = upload(addr, &cookie, &csrf, &files);
+    assert_eq!(status, 202, "{text}");
+    // The server only queues it; a worker reads it.
+    let jobs = store.jobs().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, "queued");
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("worker.log");
+    let mut w = spawn_worker(&db, &log, &["--exit-when-drained"]);
+    assert!(wait_exit(&mut w, DRAIN_TIMEOUT, &log).success());
+    let metrics = http(addr, "GET", "/metrics", None, None, None).unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("rekap_jobs_done_total 1"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics.body.contains("rekap_queue_depth 0"),
+        "{}",
+        metrics.body
+    );
+    let backlog: f64 = metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("rekap_review_backlog "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let queue = http(addr, "GET", "/api/queue", Some(&cookie), None, None).unwrap();
+    assert_eq!(queue.status, 200, "{}", queue.body);
+    let items = queue.json()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(backlog > 0.0, !items.is_empty(), "{}", queue.body);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
