@@ -287,6 +287,44 @@ fn a_poisoned_job_is_parked_after_its_retries_and_the_rest_complete() {
 }
 
 #[test]
+fn a_worker_drains_a_sqlite_data_folder_too() {
+    let db = TestDb::sqlite();
+    let mut store = db.open();
+    let ids = enqueue_synth(&mut store, 2);
+    let log = db.dir.path().join("worker.log");
+    let mut w = spawn_worker(&db, &log, &["--exit-when-drained"]);
+    let status = wait_exit(&mut w, DRAIN_TIMEOUT, &log);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let jobs = store.jobs().unwrap();
+    assert_eq!(jobs.len(), ids.len());
+    assert!(
+        jobs.iter().all(|j| j.state == "done" && j.attempts == 1),
+        "{jobs:?}"
+    );
+    assert_eq!(store.verify_audit().unwrap(), Ok(ids.len()));
+}
+
+#[test]
+fn a_malformed_database_url_stops_the_worker_at_once() {
+    let photos = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rekap"))
+        .current_dir(manifest())
+        .args(["worker", "--db", "postgres://rekap@127.0.0.1:notaport/x"])
+        .arg("--photos")
+        .arg(photos.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("database URL"), "{text}");
+    assert!(!text.contains("retrying"), "{text}");
+}
+
+#[test]
 fn an_unreachable_database_is_named_and_retried_with_backoff() {
     let photos = tempfile::tempdir().unwrap();
     let log = photos.path().join("worker.log");

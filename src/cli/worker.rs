@@ -85,6 +85,9 @@ struct Ctx {
     max_attempts: i64,
     exit_when_drained: bool,
     stop: Arc<AtomicBool>,
+    /// Set when the configuration cannot work (a malformed URL, an unusable photo folder):
+    /// retrying would not help, so every thread stops and the process exits non-zero.
+    fatal: AtomicBool,
     field_order: Vec<String>,
 }
 
@@ -162,6 +165,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
         max_attempts: args.max_attempts,
         exit_when_drained: args.exit_when_drained,
         stop: Arc::clone(&stop),
+        fatal: AtomicBool::new(false),
         field_order: template.numeric_fields().map(|f| f.id.clone()).collect(),
     });
     eprintln!(
@@ -182,6 +186,10 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
     let mut done = 0;
     for h in handles {
         done += h.join().unwrap_or(0);
+    }
+    if ctx.fatal.load(Ordering::Relaxed) {
+        eprintln!("rekap worker {base}: stopped: the configuration cannot work (see above)");
+        return Ok(1);
     }
     eprintln!(
         "rekap worker {base}: {} after {done} job(s)",
@@ -220,6 +228,12 @@ fn work(ctx: &Ctx, id: &str, pipeline: &Pipeline<OrtModel>, crops: &Path) -> usi
                     let s = Arc::new(Mutex::new(s));
                     store = Some(Arc::clone(&s));
                     s
+                }
+                Err(e @ (StoreError::Invalid(_) | StoreError::Io { .. })) => {
+                    tracing::error!("worker {id}: cannot use {}: {e}", ctx.describe);
+                    ctx.fatal.store(true, Ordering::Relaxed);
+                    ctx.stop.store(true, Ordering::Relaxed);
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(

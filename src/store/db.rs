@@ -492,6 +492,20 @@ impl Conn {
         }
     }
 
+    /// COMMIT or ROLLBACK (no DDL: prepared statements stay valid).
+    fn end_tx(&self, sql: &'static str) -> Result<()> {
+        let r = match self {
+            Conn::Sqlite(c) => c.execute_batch(sql).map_err(StoreError::from),
+            Conn::Postgres { pg, .. } => {
+                Self::with_pg(pg, true, move |p| Ok(p.client.batch_execute(sql)?))
+            }
+        };
+        if let Conn::Postgres { in_tx, .. } = self {
+            in_tx.set(false);
+        }
+        r
+    }
+
     /// Begin a transaction; it commits only through [`Tx::commit`].
     pub fn begin(&self, kind: TxKind) -> Result<Tx<'_>> {
         match self {
@@ -606,23 +620,16 @@ impl std::ops::Deref for Tx<'_> {
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        let r = self.conn.batch("COMMIT");
-        if let Conn::Postgres { in_tx, .. } = self.conn {
-            in_tx.set(false);
-        }
-        r
+        self.conn.end_tx("COMMIT")
     }
 }
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            if let Err(e) = self.conn.batch("ROLLBACK") {
-                tracing::warn!("store: rollback failed: {e}");
-            }
-            if let Conn::Postgres { in_tx, .. } = self.conn {
-                in_tx.set(false);
-            }
+        if !self.done
+            && let Err(e) = self.conn.end_tx("ROLLBACK")
+        {
+            tracing::warn!("store: rollback failed: {e}");
         }
     }
 }

@@ -1,8 +1,11 @@
 //! Stage `store`: the review database. SQLite in a data folder (`DATA_DIR/rekap.sqlite3`) plus
-//! content-addressed files (`DATA_DIR/photos/ab/cdef...`, named by their sha256, never modified).
+//! content-addressed files (`DATA_DIR/photos/ab/cdef...`, named by their sha256, never modified);
+//! or PostgreSQL with the content-addressed files in a folder shared by every server and worker.
 //!
 //! Everything that changes a number goes through [`Store`], whose narrow API (no SQL outside this
-//! module) is what a second backend (PostgreSQL) would implement. Invariants kept here:
+//! module) is the same on both backends: its SQL is written once over [`db::Conn`], with the same
+//! numbered migrations in each dialect. The work queue of `rekap worker` is in [`queue`].
+//! Invariants kept here:
 //! * a submission is identified by the set of its photos' sha256 (`photo_key`): ingesting the same
 //!   photos again returns the existing submission and adds nothing;
 //! * every change of a field's value or provenance appends one entry to the hash-chained audit log
