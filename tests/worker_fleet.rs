@@ -130,10 +130,18 @@ fn a_fleet_with_a_killed_worker_processes_every_submission_exactly_once() {
     let mut workers: Vec<(Child, PathBuf)> = (0..FLEET_WORKERS)
         .map(|i| {
             let log = logs.path().join(format!("worker{i}.log"));
+            // The last worker runs two jobs at once (threads with a connection each).
+            let jobs = if i == FLEET_WORKERS - 1 { "2" } else { "1" };
             let c = spawn_worker(
                 &db,
                 &log,
-                &["--lease-secs", FLEET_LEASE_SECS, "--exit-when-drained"],
+                &[
+                    "--lease-secs",
+                    FLEET_LEASE_SECS,
+                    "--exit-when-drained",
+                    "--jobs",
+                    jobs,
+                ],
             );
             (c, log)
         })
@@ -518,6 +526,19 @@ fn serve_on_postgres_takes_uploads_that_workers_read() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(backlog > 0.0, !items.is_empty(), "{}", queue.body);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    // SIGTERM: a graceful stop.
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = server.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < DRAIN_TIMEOUT, "the server ignores SIGTERM");
+        std::thread::sleep(POLL);
+    };
+    assert!(status.success(), "{status:?}");
 }

@@ -256,7 +256,7 @@ pub fn prometheus_text(s: &crate::store::QueueStats) -> String {
     out
 }
 
-/// Serve `state` on `listener` until ctrl-c.
+/// Serve `state` on `listener` until ctrl-c or SIGTERM.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     state.resume_pending();
     let app = router(state);
@@ -264,8 +264,26 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .with_graceful_shutdown(shutdown_signal())
     .await
+}
+
+/// Ctrl-C, or SIGTERM (what service managers and container runtimes send): in-flight requests
+/// finish, new connections are refused.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

@@ -182,7 +182,8 @@ pub enum TxKind {
 }
 
 pub struct Pg {
-    client: postgres::Client,
+    /// Always `Some` until dropped (taken out so it can be closed off the async runtime).
+    client: Option<postgres::Client>,
     config: postgres::Config,
     /// Prepared statements by SQL text (PostgreSQL plans once per connection).
     statements: HashMap<String, postgres::Statement>,
@@ -319,12 +320,28 @@ fn sqlite_row(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<Row> {
     Ok(Row(out))
 }
 
+impl Drop for Pg {
+    /// Closing the client blocks on its internal runtime, which must not happen on a thread
+    /// driving async tasks (a server dropping its store at shutdown).
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
+    }
+}
+
 impl Pg {
+    fn client(&mut self) -> Result<&mut postgres::Client> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::Decode("the database connection is closed".into()))
+    }
+
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(st) = self.statements.get(sql) {
             return Ok(st.clone());
         }
-        let st = self.client.prepare(&pg_sql(sql))?;
+        let st = self.client()?.prepare(&pg_sql(sql))?;
         self.statements.insert(sql.to_string(), st.clone());
         Ok(st)
     }
@@ -337,20 +354,20 @@ impl Pg {
 
     fn execute(&mut self, sql: &str, args: &[Val]) -> Result<u64> {
         let st = self.statement(sql)?;
-        Ok(self.client.execute(&st, &Self::params(args))?)
+        Ok(self.client()?.execute(&st, &Self::params(args))?)
     }
 
     fn query(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>> {
         let st = self.statement(sql)?;
-        let rows = self.client.query(&st, &Self::params(args))?;
+        let rows = self.client()?.query(&st, &Self::params(args))?;
         rows.iter().map(pg_row).collect()
     }
 
     /// Reconnect after the server closed the connection (restart, failover, idle timeout).
     fn ensure_open(&mut self) -> Result<()> {
-        if self.client.is_closed() {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             tracing::warn!("store: the PostgreSQL connection was closed; reconnecting");
-            self.client = self.config.connect(postgres::NoTls)?;
+            self.client = Some(self.config.connect(postgres::NoTls)?);
             self.statements.clear();
         }
         Ok(())
@@ -410,7 +427,7 @@ impl Conn {
         let client = off_runtime(|| config.connect(postgres::NoTls))?;
         Ok(Conn::Postgres {
             pg: Box::new(RefCell::new(Pg {
-                client,
+                client: Some(client),
                 config,
                 statements: HashMap::new(),
             })),
@@ -484,7 +501,7 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Conn::Postgres { pg, in_tx } => Self::with_pg(pg, in_tx.get(), |p| {
-                p.client.batch_execute(sql)?;
+                p.client()?.batch_execute(sql)?;
                 // DDL may change what prepared statements return.
                 p.statements.clear();
                 Ok(())
@@ -497,7 +514,7 @@ impl Conn {
         let r = match self {
             Conn::Sqlite(c) => c.execute_batch(sql).map_err(StoreError::from),
             Conn::Postgres { pg, .. } => {
-                Self::with_pg(pg, true, move |p| Ok(p.client.batch_execute(sql)?))
+                Self::with_pg(pg, true, move |p| Ok(p.client()?.batch_execute(sql)?))
             }
         };
         if let Conn::Postgres { in_tx, .. } = self {
@@ -517,7 +534,7 @@ impl Conn {
                     }
                     TxKind::Rows => "BEGIN".to_string(),
                 };
-                Self::with_pg(pg, false, move |p| Ok(p.client.batch_execute(&sql)?))?;
+                Self::with_pg(pg, false, move |p| Ok(p.client()?.batch_execute(&sql)?))?;
                 in_tx.set(true);
             }
         }
