@@ -217,13 +217,32 @@ fn sigterm_finishes_the_job_in_hand_and_exits() {
     enqueue_synth(&mut store, 20);
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("worker.log");
-    let mut w = spawn_worker(&db, &log, &[]);
+    let mut w = spawn_worker(&db, &log, &["--metrics-addr", "127.0.0.1:0"]);
     let tag = format!(":{}:", w.id());
     wait_for("the worker to hold a job", DRAIN_TIMEOUT, || {
         store.jobs().unwrap().iter().any(|j| {
             j.state == "processing" && j.worker.as_deref().is_some_and(|x| x.contains(&tag))
         })
     });
+    // Its own metrics and health endpoint.
+    let addr: std::net::SocketAddr = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.split_once("metrics on http://")
+                .map(|(_, a)| a.trim_end_matches("/metrics").parse().unwrap())
+        })
+        .expect("the worker prints its metrics address");
+    let m = serve_support::http(addr, "GET", "/metrics", None, None, None).unwrap();
+    assert_eq!(m.status, 200);
+    assert!(m.body.contains("rekap_worker_threads 1"), "{}", m.body);
+    assert!(
+        m.body.contains("rekap_worker_connected_threads 1"),
+        "{}",
+        m.body
+    );
+    let h = serve_support::http(addr, "GET", "/healthz", None, None, None).unwrap();
+    assert_eq!(h.status, 200, "{}", h.body);
     let held: Vec<i64> = store
         .jobs()
         .unwrap()

@@ -19,7 +19,7 @@ use crate::store::{IngestOutcome, Job, JobFate, Migrate, Store, StoreError};
 use crate::template::{DEFAULT_TEMPLATE_PATH, Template};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const IDLE_POLL: Duration = Duration::from_millis(300);
 /// Granularity of interruptible sleeps (how fast SIGTERM ends a wait).
 const SLEEP_STEP: Duration = Duration::from_millis(50);
+/// How long the metrics endpoint waits for a slow client's request line.
+const METRICS_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The lease is renewed this many times per lease period, so one late renewal does not lose it.
 const RENEWALS_PER_LEASE: u32 = 3;
 
@@ -66,6 +68,11 @@ pub struct WorkerArgs {
     /// Exit (status 0) once nothing is queued or being processed (batch runs, benchmarks).
     #[arg(long)]
     pub exit_when_drained: bool,
+    /// Serve this process's counters (Prometheus text) at http://ADDR/metrics and its health at
+    /// /healthz (e.g. 127.0.0.1:9464; port 0 picks one, printed on stderr). The queue as a whole
+    /// is on the server's /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     #[arg(long, default_value = DEFAULT_TEMPLATE_PATH)]
     pub template: PathBuf,
     /// Digit model card (the .onnx lies next to it).
@@ -89,6 +96,102 @@ struct Ctx {
     /// retrying would not help, so every thread stops and the process exits non-zero.
     fatal: AtomicBool,
     field_order: Vec<String>,
+    counters: Counters,
+}
+
+/// This process's counters (the `--metrics-addr` endpoint).
+#[derive(Default)]
+struct Counters {
+    done: AtomicU64,
+    failed_attempts: AtomicU64,
+    parked: AtomicU64,
+    in_progress: AtomicU64,
+    /// Worker threads holding a working database connection.
+    connected: AtomicU64,
+}
+
+impl Counters {
+    fn prometheus(&self, threads: usize) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let lines: [(&str, &str, &str, u64); 6] = [
+            (
+                "rekap_worker_jobs_done_total",
+                "counter",
+                "Jobs this worker process completed.",
+                get(&self.done),
+            ),
+            (
+                "rekap_worker_failed_attempts_total",
+                "counter",
+                "Attempts of this process that failed (retried or parked).",
+                get(&self.failed_attempts),
+            ),
+            (
+                "rekap_worker_jobs_parked_total",
+                "counter",
+                "Jobs this process parked as failed after their last attempt.",
+                get(&self.parked),
+            ),
+            (
+                "rekap_worker_jobs_in_progress",
+                "gauge",
+                "Jobs being read now.",
+                get(&self.in_progress),
+            ),
+            (
+                "rekap_worker_threads",
+                "gauge",
+                "Worker threads (--jobs).",
+                threads as u64,
+            ),
+            (
+                "rekap_worker_connected_threads",
+                "gauge",
+                "Threads with a working database connection.",
+                get(&self.connected),
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, v) in lines {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// Answer `/metrics` and `/healthz` (healthy while every thread has a database connection) on
+/// `listener`, one request per connection, until the process ends.
+fn serve_metrics(listener: std::net::TcpListener, ctx: Arc<Ctx>, threads: usize) {
+    use std::io::{BufRead, Write};
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(METRICS_IO_TIMEOUT));
+        let mut line = String::new();
+        if std::io::BufReader::new(&conn).read_line(&mut line).is_err() {
+            continue;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("");
+        let connected = ctx.counters.connected.load(Ordering::Relaxed) as usize;
+        let (status, body) = match path {
+            "/metrics" => ("200 OK", ctx.counters.prometheus(threads)),
+            "/healthz" if connected == threads => ("200 OK", "ok\n".to_string()),
+            "/healthz" => (
+                "503 Service Unavailable",
+                format!(
+                    "{connected} of {threads} threads connected to {}\n",
+                    ctx.describe
+                ),
+            ),
+            _ => ("404 Not Found", "not found\n".to_string()),
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
 }
 
 /// Sleep `d`, waking early when asked to stop; false when stopping.
@@ -166,12 +269,24 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
         exit_when_drained: args.exit_when_drained,
         stop: Arc::clone(&stop),
         fatal: AtomicBool::new(false),
+        counters: Counters::default(),
         field_order: template.numeric_fields().map(|f| f.id.clone()).collect(),
     });
     eprintln!(
         "rekap worker {base}: {} job(s) at once on {}",
         args.jobs, ctx.describe
     );
+    if let Some(addr) = &args.metrics_addr {
+        let listener =
+            std::net::TcpListener::bind(addr).with_context(|| format!("--metrics-addr {addr}"))?;
+        // Tests and scripts read this line to find the port.
+        eprintln!(
+            "rekap worker {base}: metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        let (ctx, threads) = (Arc::clone(&ctx), args.jobs);
+        std::thread::spawn(move || serve_metrics(listener, ctx, threads));
+    }
     let handles: Vec<_> = pipelines
         .into_iter()
         .map(|(id, pipeline, crops)| {
@@ -224,6 +339,7 @@ fn work(ctx: &Ctx, id: &str, pipeline: &Pipeline<OrtModel>, crops: &Path) -> usi
             None => match connect(ctx) {
                 Ok(s) => {
                     tracing::info!("worker {id}: connected to {}", ctx.describe);
+                    ctx.counters.connected.fetch_add(1, Ordering::Relaxed);
                     backoff = BACKOFF_START;
                     let s = Arc::new(Mutex::new(s));
                     store = Some(Arc::clone(&s));
@@ -257,7 +373,7 @@ fn work(ctx: &Ctx, id: &str, pipeline: &Pipeline<OrtModel>, crops: &Path) -> usi
                         Ok(true) => {}
                         Err(e) => {
                             tracing::warn!("worker {id}: {e}; reconnecting");
-                            store = None;
+                            disconnect(ctx, &mut store);
                         }
                     }
                 }
@@ -270,7 +386,7 @@ fn work(ctx: &Ctx, id: &str, pipeline: &Pipeline<OrtModel>, crops: &Path) -> usi
                     ctx.describe,
                     backoff.as_secs_f64()
                 );
-                store = None;
+                disconnect(ctx, &mut store);
                 sleep_unless_stopped(&ctx.stop, backoff);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -286,8 +402,14 @@ fn work(ctx: &Ctx, id: &str, pipeline: &Pipeline<OrtModel>, crops: &Path) -> usi
             }
             break;
         }
-        match process(ctx, id, pipeline, &st, &job) {
-            Ok(true) => completed += 1,
+        ctx.counters.in_progress.fetch_add(1, Ordering::Relaxed);
+        let r = process(ctx, id, pipeline, &st, &job);
+        ctx.counters.in_progress.fetch_sub(1, Ordering::Relaxed);
+        match r {
+            Ok(true) => {
+                completed += 1;
+                ctx.counters.done.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(
@@ -295,12 +417,20 @@ fn work(ctx: &Ctx, id: &str, pipeline: &Pipeline<OrtModel>, crops: &Path) -> usi
                     job.submission_id,
                     job.name
                 );
-                store = None;
+                disconnect(ctx, &mut store);
             }
         }
         let _ = std::fs::remove_dir_all(crops);
     }
+    disconnect(ctx, &mut store);
     completed
+}
+
+/// Drop a thread's connection (it reconnects on its next turn).
+fn disconnect(ctx: &Ctx, store: &mut Option<Arc<Mutex<Store>>>) {
+    if store.take().is_some() {
+        ctx.counters.connected.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn lock(s: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
@@ -375,7 +505,12 @@ fn process(
         }
     };
     if let Some(reason) = failure {
-        match lock(st).fail_job(job.submission_id, id, &reason, ctx.max_attempts)? {
+        ctx.counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        let fate = lock(st).fail_job(job.submission_id, id, &reason, ctx.max_attempts)?;
+        if fate == JobFate::Parked {
+            ctx.counters.parked.fetch_add(1, Ordering::Relaxed);
+        }
+        match fate {
             JobFate::Retry => tracing::warn!(
                 "worker {id}: job {} ({}) attempt {} failed, will retry: {reason}",
                 job.submission_id,
