@@ -10,6 +10,7 @@ pub mod align;
 pub mod cli;
 pub mod decide;
 pub mod eval;
+pub mod font;
 pub mod load;
 pub mod pipeline;
 pub mod recognize;

@@ -40,7 +40,11 @@ SEED_VAL_AUG, SEED_SYNTH_TEST, SEED_T10K_BOX = 900_001, 900_002, 900_003
 #: ONNX Runtime must reproduce the training framework's logits within this (float32 round-off).
 ORT_PARITY_TOL = 1e-3
 #: Epochs of the shipped model (about 20 min on the shared 2-core CPU).
-DEFAULT_EPOCHS = 7
+DEFAULT_EPOCHS = 12
+#: Shipped architecture: 16/32/64 channels and 64 hidden units run ~4x faster through ONNX
+#: Runtime than 32/64/128 + 128 (measured 27k vs 6.7k crops/s on one thread, batch 64).
+DEFAULT_CHANNELS = (16, 32, 64)
+DEFAULT_HIDDEN = 64
 
 
 def log(msg: str) -> None:
@@ -69,6 +73,9 @@ def main() -> int:
     ap.add_argument("--extra", action="append", default=[], metavar="PREFIX",
                     help="pipeline crops written by `rekap crops` (PREFIX-images-idx3-ubyte.gz and "
                          "PREFIX-labels-idx1-ubyte.gz, already normalised); repeatable")
+    ap.add_argument("--channels", default=",".join(str(c) for c in DEFAULT_CHANNELS),
+                    help="conv channels of the three stages, comma-separated")
+    ap.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN, help="units of the hidden dense layer")
     ap.add_argument("--extra-holdout", type=float, default=0.15,
                     help="share of the extra crops held out for calibration and test metrics")
     args = ap.parse_args()
@@ -78,7 +85,13 @@ def main() -> int:
     import jax.numpy as jnp
     import optax
 
+    from rekap_train import model as arch
     from rekap_train.model import apply, count_params, export_onnx, init_params
+
+    arch.CHANNELS = tuple(int(c) for c in args.channels.split(","))
+    arch.HIDDEN = args.hidden
+    if len(arch.CHANNELS) != 3:
+        raise SystemExit("--channels needs three values (28 -> 14 -> 7 -> 3)")
 
     (xt, yt), (xv, yv) = train_val(args.mnist)
     xte, yte = load_split(args.mnist, "t10k")
@@ -261,7 +274,7 @@ def main() -> int:
     wall = time.time() - t_start
     card = {
         "schema": "rekap-model/1",
-        "name": "rekap-digits-cnn-v1",
+        "name": "rekap-digits-cnn-v2",
         "classes": CLASSES,
         "input": {"name": "input", "shape": [-1, 1, 28, 28], "dtype": "float32", "preprocessing": "rekap-mnist-v1"},
         "output": {"name": "logits"},
@@ -277,10 +290,12 @@ def main() -> int:
                         if args.extra else "")),
             "licence": "model weights: derived from MNIST (CC BY-SA 3.0); code: the repository's licence",
             "command": "nice training/.venv/bin/python training/train.py --mnist ../shared/data/mnist --out models/"
-                       + f" --epochs {args.epochs}"
+                       + f" --epochs {args.epochs} --channels {args.channels} --hidden {args.hidden}"
                        + "".join(f" --extra {e}" for e in args.extra),
             "framework": f"jax {jax.__version__}, optax {optax.__version__}; exported with onnx, verified with onnxruntime {ort.__version__}",
             "epochs": args.epochs,
+            "architecture": (f"[conv3x3-BN-ReLU-maxpool2] x 3 ({args.channels} channels), "
+                             f"dense {args.hidden} + ReLU, dense 12"),
             "wall_seconds": round(wall),
         },
         "metrics": {

@@ -5,7 +5,7 @@
 //! Invariant: canvas pixel `(i, j)` covers `[i, i+1) x [j, j+1)` raster units, i.e. template mm
 //! `[i/ppm, (i+1)/ppm)`; its centre is at `((i + 0.5) / ppm, (j + 0.5) / ppm)` mm.
 
-use super::font::{GLYPH_H, GLYPH_W, glyph};
+use crate::font::{GLYPH_H, GLYPH_W, glyph};
 use crate::template::{FieldKind, Guide, Page, RectMm, Template};
 use image::RgbImage;
 
@@ -219,7 +219,7 @@ impl Canvas {
         let cell = height / GLYPH_H as f64;
         let mut cx = x;
         for ch in s.chars() {
-            if let Some(g) = glyph(ch) {
+            if let Some(g) = glyph(ch.to_ascii_uppercase()) {
                 for (row, bits) in g.iter().enumerate() {
                     for col in 0..GLYPH_W {
                         if bits & (1 << (GLYPH_W - 1 - col)) != 0 {

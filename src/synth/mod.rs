@@ -12,7 +12,6 @@
 pub mod camera;
 pub mod draw;
 pub mod fill;
-pub mod font;
 pub mod hand;
 pub mod idx;
 pub mod truth;

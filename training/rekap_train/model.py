@@ -1,7 +1,8 @@
 """The digit CNN in plain JAX (NHWC), and its ONNX export (NCHW, batch norm folded).
 
-Architecture (inference): [conv3x3 -> BN -> ReLU -> maxpool2] x 3 with 32/64/128 channels
-(28 -> 14 -> 7 -> 3), flatten (1152), dense 128 + ReLU (+ dropout 0.3 in training), dense 12.
+Architecture (inference): [conv3x3 -> BN -> ReLU -> maxpool2] x 3 with CHANNELS channels
+(28 -> 14 -> 7 -> 3), flatten, dense HIDDEN + ReLU (+ dropout 0.3 in training), dense 12.
+train.py sets CHANNELS and HIDDEN from its --channels and --hidden options before building.
 """
 
 from __future__ import annotations
