@@ -149,6 +149,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let url = url.to_string();
         return run_postgres(args, &url);
     }
+    if args.photos.is_some() {
+        eprintln!("warning: --photos is ignored: a data folder keeps its photos inside it");
+    }
     let data = match (&args.db, args.demo) {
         (Some(d), _) => d.clone(),
         (None, _) => {

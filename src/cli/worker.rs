@@ -236,6 +236,9 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
         !is_pg || args.photos.is_some(),
         "a PostgreSQL --db needs --photos DIR: the photo folder shared with the server"
     );
+    if !is_pg && args.photos.is_some() {
+        eprintln!("warning: --photos is ignored: a SQLite data folder keeps its photos inside it");
+    }
     let describe = if is_pg {
         crate::store::describe_postgres_url(&db_text)
     } else {
