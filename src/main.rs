@@ -18,6 +18,8 @@ enum Command {
     Process(rekap::cli::process::ProcessArgs),
     /// The review service: reviewers clear flags with the photo beside every number.
     Serve(rekap::cli::serve::ServeArgs),
+    /// Read queued submissions from the shared database (a fleet of workers scales out).
+    Worker(rekap::cli::worker::WorkerArgs),
     /// Accounts of the review service.
     User(rekap::cli::user::UserArgs),
     /// Verify or print the review service's hash-chained audit log.
@@ -50,6 +52,10 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code)
         }
         Command::Serve(args) => rekap::cli::serve::run(args),
+        Command::Worker(args) => {
+            let code = rekap::cli::worker::run(args)?;
+            std::process::exit(code)
+        }
         Command::User(args) => rekap::cli::user::run(args),
         Command::Audit(args) => {
             let code = rekap::cli::audit::run(args)?;

@@ -1,17 +1,19 @@
-//! Store tests: idempotent ingest, content-addressed photos, and the audit log's tamper
-//! detection through `rekap audit verify`.
+//! Store tests: idempotent ingest, content-addressed photos, leases, and the audit log's tamper
+//! detection through `rekap audit verify`. Every test runs on SQLite and on PostgreSQL (see
+//! `tests/store_support`).
 
 mod serve_support;
+mod store_support;
 
-use rekap::store::{ItemKey, ReviewAction, ReviewInput, Store};
+use rekap::store::{ItemKey, ReviewAction, ReviewInput};
 use serve_support::*;
-use std::path::Path;
 use std::process::Command;
+use store_support::TestDb;
 
-fn verify_cli(dir: &Path) -> (i32, String) {
+fn verify_cli(db: &TestDb) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rekap"))
         .args(["audit", "verify", "--db"])
-        .arg(dir)
+        .arg(db.db_arg())
         .output()
         .unwrap();
     (
@@ -21,10 +23,9 @@ fn verify_cli(dir: &Path) -> (i32, String) {
 }
 
 /// A store with one submission and two reviews (audit entries 1 = ingest, 2 and 3 = reviews).
-fn reviewed_store() -> (tempfile::TempDir, i64) {
-    let dir = tempfile::tempdir().unwrap();
-    let sid = setup(dir.path());
-    let mut store = Store::open(dir.path()).unwrap();
+fn reviewed_store(db: &TestDb) -> i64 {
+    let sid = setup_store(db.open());
+    let mut store = db.open();
     let user = store
         .users()
         .unwrap()
@@ -50,108 +51,87 @@ fn reviewed_store() -> (tempfile::TempDir, i64) {
             )
             .unwrap();
     }
-    (dir, sid)
+    sid
 }
 
-/// Run SQL as an attacker with database access would (dropping the append-only triggers).
-fn tamper(dir: &Path, sql: &str) {
-    let store = Store::open(dir).unwrap();
-    let c = store.connection_for_tests();
-    c.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
-        .unwrap();
-    c.execute_batch(sql).unwrap();
-}
-
-#[test]
-fn untouched_log_verifies() {
-    let (dir, _) = reviewed_store();
-    let (code, out) = verify_cli(dir.path());
+both!(untouched_log_verifies, |db| {
+    reviewed_store(&db);
+    let (code, out) = verify_cli(&db);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK: 3 entries"), "{out}");
-}
+});
 
-#[test]
-fn the_log_refuses_updates_and_deletes() {
-    let (dir, _) = reviewed_store();
-    let store = Store::open(dir.path()).unwrap();
-    let c = store.connection_for_tests();
-    assert!(
-        c.execute("UPDATE audit SET new_value = '999' WHERE seq = 2", [])
-            .is_err()
-    );
-    assert!(c.execute("DELETE FROM audit WHERE seq = 3", []).is_err());
-}
+both!(the_log_refuses_updates_and_deletes, |db| {
+    reviewed_store(&db);
+    let store = db.open();
+    let r = store.execute_for_tests("UPDATE audit SET new_value = '999' WHERE seq = 2");
+    assert!(format!("{r:?}").contains("append-only"), "{r:?}");
+    let r = store.execute_for_tests("DELETE FROM audit WHERE seq = 3");
+    assert!(format!("{r:?}").contains("append-only"), "{r:?}");
+    assert_eq!(store.audit_entries(None).unwrap().len(), 3);
+});
 
-#[test]
-fn edited_entry_is_named() {
-    let (dir, _) = reviewed_store();
-    tamper(
-        dir.path(),
-        "UPDATE audit SET actor = 'mallory' WHERE seq = 2;",
-    );
-    let (code, out) = verify_cli(dir.path());
+both!(edited_entry_is_named, |db| {
+    reviewed_store(&db);
+    db.tamper("UPDATE audit SET actor = 'mallory' WHERE seq = 2;");
+    let (code, out) = verify_cli(&db);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("BROKEN at entry 2"), "{out}");
-}
+});
 
-#[test]
-fn edited_entry_with_recomputed_hash_breaks_the_chain_after_it() {
-    let (dir, _) = reviewed_store();
-    let store = Store::open(dir.path()).unwrap();
-    let mut e = store.audit_entries(None).unwrap()[1].clone();
-    e.new_value = Some("999".into());
-    let h = e.compute_hash();
-    drop(store);
-    tamper(
-        dir.path(),
-        &format!(
-            "UPDATE audit SET new_value = '999', hash = '{h}' WHERE seq = 2; UPDATE fields SET value = 999 WHERE field = 'dpt.p';"
-        ),
-    );
-    let (code, out) = verify_cli(dir.path());
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("BROKEN at entry 3"), "{out}");
-}
+both!(
+    edited_entry_with_recomputed_hash_breaks_the_chain_after_it,
+    |db| {
+        reviewed_store(&db);
+        let store = db.open();
+        let mut e = store.audit_entries(None).unwrap()[1].clone();
+        e.new_value = Some("999".into());
+        let h = e.compute_hash();
+        drop(store);
+        db.tamper(&format!(
+        "UPDATE audit SET new_value = '999', hash = '{h}' WHERE seq = 2; UPDATE fields SET value = 999 WHERE field = 'dpt.p';"
+    ));
+        let (code, out) = verify_cli(&db);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("BROKEN at entry 3"), "{out}");
+    }
+);
 
-#[test]
-fn deleted_entries_are_found() {
-    let (dir, _) = reviewed_store();
-    tamper(dir.path(), "DELETE FROM audit WHERE seq = 2;");
-    let (code, out) = verify_cli(dir.path());
+both!(deleted_entries_are_found, |db| {
+    reviewed_store(&db);
+    db.tamper("DELETE FROM audit WHERE seq = 2;");
+    let (code, out) = verify_cli(&db);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("BROKEN at entry 2"), "{out}");
+});
+
+both!(deleting_the_newest_entry_is_found_by_the_replay, |db| {
     // Deleting the newest entry leaves a valid chain, but its value no longer matches the log.
-    let (dir, _) = reviewed_store();
-    tamper(dir.path(), "DELETE FROM audit WHERE seq = 3;");
-    let (code, out) = verify_cli(dir.path());
+    reviewed_store(&db);
+    db.tamper("DELETE FROM audit WHERE seq = 3;");
+    let (code, out) = verify_cli(&db);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("b1.l"), "{out}");
-}
+});
 
-#[test]
-fn values_changed_without_an_entry_are_found() {
-    let (dir, _) = reviewed_store();
-    tamper(
-        dir.path(),
-        "UPDATE fields SET value = 652 WHERE field = 'dpt.lp';",
-    );
-    let (code, out) = verify_cli(dir.path());
+both!(values_changed_without_an_entry_are_found, |db| {
+    reviewed_store(&db);
+    db.tamper("UPDATE fields SET value = 652 WHERE field = 'dpt.lp';");
+    let (code, out) = verify_cli(&db);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("dpt.lp"), "{out}");
-    let (dir, _) = reviewed_store();
-    tamper(
-        dir.path(),
-        "UPDATE submissions SET report = replace(report, '\"value\":120', '\"value\":620');",
-    );
-    let (code, out) = verify_cli(dir.path());
+});
+
+both!(reports_changed_without_an_entry_are_found, |db| {
+    reviewed_store(&db);
+    db.tamper("UPDATE submissions SET report = replace(report, '\"value\":120', '\"value\":620');");
+    let (code, out) = verify_cli(&db);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("BROKEN at entry 1"), "{out}");
-}
+});
 
-#[test]
-fn same_photos_are_ingested_once_and_stored_by_hash() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path()).unwrap();
+both!(same_photos_are_ingested_once_and_stored_by_hash, |db| {
+    let mut store = db.open();
     let photos = tempfile::tempdir().unwrap();
     let p = photos.path().join("page1.jpg");
     std::fs::write(&p, fixture_photo()).unwrap();
@@ -169,15 +149,14 @@ fn same_photos_are_ingested_once_and_stored_by_hash() {
     assert!(!store.ingest_report(id2, &report).unwrap());
     assert_eq!(store.submissions().unwrap().len(), 1);
     assert_eq!(store.audit_entries(None).unwrap().len(), 1);
-    let stored = dir.path().join("photos").join(&sha[..2]).join(&sha[2..]);
+    let stored = db.photos().join(&sha[..2]).join(&sha[2..]);
     assert_eq!(std::fs::read(stored).unwrap(), fixture_photo());
-}
+    assert_eq!(store.verify_audit().unwrap(), Ok(1));
+});
 
-#[test]
-fn expired_leases_return_items_to_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let sid = setup(dir.path());
-    let mut store = Store::open(dir.path()).unwrap();
+both!(expired_leases_return_items_to_the_queue, |db| {
+    let sid = setup_store(db.open());
+    let mut store = db.open();
     let users = store.users().unwrap();
     let a = users.iter().find(|u| u.name == REVIEWER).unwrap().clone();
     let b = users.iter().find(|u| u.name == REVIEWER2).unwrap().clone();
@@ -187,11 +166,10 @@ fn expired_leases_return_items_to_the_queue() {
     assert_ne!(other, first);
     // a walks away: once the lease expires, b may take the item.
     store
-        .connection_for_tests()
-        .execute(
-            "UPDATE leases SET expires_ms = 0 WHERE user_id = ?1",
-            [a.id],
-        )
+        .execute_for_tests(&format!(
+            "UPDATE leases SET expires_ms = 0 WHERE user_id = {}",
+            a.id
+        ))
         .unwrap();
     let key = ItemKey {
         submission_id: sid,
@@ -212,12 +190,10 @@ fn expired_leases_return_items_to_the_queue() {
         matches!(r, Err(rekap::store::StoreError::Conflict(_))),
         "{r:?}"
     );
-}
+});
 
-#[test]
-fn user_add_reads_the_password_from_stdin() {
+both!(user_add_reads_the_password_from_stdin, |db| {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rekap"))
         .args([
             "user",
@@ -227,7 +203,7 @@ fn user_add_reads_the_password_from_stdin() {
             "--password-stdin",
             "--db",
         ])
-        .arg(dir.path())
+        .arg(db.db_arg())
         .arg("siti")
         .stdin(std::process::Stdio::piped())
         .spawn()
@@ -239,7 +215,7 @@ fn user_add_reads_the_password_from_stdin() {
         .write_all(b"a long enough secret\n")
         .unwrap();
     assert!(child.wait().unwrap().success());
-    let store = Store::open(dir.path()).unwrap();
+    let store = db.open();
     let u = store
         .check_password("siti", "a long enough secret")
         .unwrap()
@@ -260,7 +236,7 @@ fn user_add_reads_the_password_from_stdin() {
     // Short passwords are refused.
     let mut child = Command::new(env!("CARGO_BIN_EXE_rekap"))
         .args(["user", "add", "--password-stdin", "--db"])
-        .arg(dir.path())
+        .arg(db.db_arg())
         .arg("budi")
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -268,4 +244,4 @@ fn user_add_reads_the_password_from_stdin() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"short\n").unwrap();
     assert!(!child.wait().unwrap().success());
-}
+});

@@ -14,12 +14,14 @@ pub enum AuditCommand {
     /// Verify the hash chain and replay it against the stored values; exit status 1 and the
     /// first bad entry named when anything was edited or deleted.
     Verify {
-        #[arg(long, value_name = "DIR")]
+        /// Data folder of the review service, or its PostgreSQL URL (`postgres://...`).
+        #[arg(long, value_name = "DIR|URL")]
         db: PathBuf,
     },
     /// Print the log as JSON Lines.
     Log {
-        #[arg(long, value_name = "DIR")]
+        /// Data folder of the review service, or its PostgreSQL URL (`postgres://...`).
+        #[arg(long, value_name = "DIR|URL")]
         db: PathBuf,
         /// Only this submission's entries.
         #[arg(long)]
@@ -32,11 +34,12 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
     match args.command {
         AuditCommand::Verify { db } => {
             anyhow::ensure!(
-                db.join(crate::store::DB_FILE).exists(),
+                crate::store::is_postgres_url(&db.to_string_lossy())
+                    || db.join(crate::store::DB_FILE).exists(),
                 "no database in {}",
                 db.display()
             );
-            let store = Store::open(&db)?;
+            let store = Store::open_target(&db, None, crate::store::Migrate::Apply)?;
             match store.verify_audit()? {
                 Ok(n) => {
                     println!(
@@ -59,7 +62,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
             }
         }
         AuditCommand::Log { db, submission } => {
-            let store = Store::open(&db)?;
+            let store = Store::open_target(&db, None, crate::store::Migrate::Apply)?;
             for e in store.audit_entries(submission)? {
                 println!("{}", serde_json::to_string(&e)?);
             }

@@ -10,3 +10,4 @@ pub mod serve;
 pub mod synth;
 pub mod template;
 pub mod user;
+pub mod worker;

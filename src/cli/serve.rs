@@ -4,7 +4,7 @@ use super::process::{DEFAULT_DECIDE_CONFIG, load_config, project_file};
 use crate::pipeline::{Pipeline, discover};
 use crate::recognize::{DEFAULT_MODEL_CARD, ModelCard, ModelPool, OrtModel};
 use crate::serve::{AppState, Processor, ServeConfig};
-use crate::store::{Role, Store};
+use crate::store::{Migrate, Role, Store};
 use crate::template::{DEFAULT_TEMPLATE_PATH, Template};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -18,9 +18,14 @@ const CROPS_WORK_DIR: &str = "crops-work";
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Data folder (database and photos); created when absent. With --demo and no --db, a new
-    /// temporary folder.
-    #[arg(long, value_name = "DIR", required_unless_present = "demo")]
+    /// temporary folder. Or a PostgreSQL URL (`postgres://user@host/db`, migrated on start):
+    /// then --photos names the shared photo folder and `rekap worker`s read the uploads.
+    #[arg(long, value_name = "DIR|URL", required_unless_present = "demo")]
     pub db: Option<PathBuf>,
+    /// With a PostgreSQL --db: the folder of content-addressed photos, shared with every worker
+    /// (e.g. a network share).
+    #[arg(long, value_name = "DIR")]
+    pub photos: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -65,20 +70,88 @@ fn load_pipeline(
         );
         card_path = project_file(Path::new(DEMO_FALLBACK_MODEL));
     }
-    let card = ModelCard::read(&card_path)
+    Ok(Arc::new(build_pipeline(
+        &card_path,
+        &args.config,
+        template,
+        Some(data.join(CROPS_WORK_DIR)),
+    )?))
+}
+
+/// The reading pipeline with the ONNX digit model of `card_path`.
+pub(crate) fn build_pipeline(
+    card_path: &Path,
+    config: &Path,
+    template: &Template,
+    crops_dir: Option<PathBuf>,
+) -> anyhow::Result<Pipeline<OrtModel>> {
+    let card = ModelCard::read(card_path)
         .with_context(|| format!("reading model card {}", card_path.display()))?;
-    let pool: ModelPool<OrtModel> =
-        ModelPool::ort(card_path.clone(), crate::recognize::DEFAULT_BATCH_SIZE)?;
-    Ok(Arc::new(Pipeline {
+    let pool: ModelPool<OrtModel> = ModelPool::ort(
+        card_path.to_path_buf(),
+        crate::recognize::DEFAULT_BATCH_SIZE,
+    )?;
+    Ok(Pipeline {
         template: template.clone(),
-        config: load_config(&args.config)?,
+        config: load_config(config)?,
         pool,
         model_name: format!("{} sha256:{}", card.name, &card.sha256),
-        crops_dir: Some(data.join(CROPS_WORK_DIR)),
-    }))
+        crops_dir,
+    })
+}
+
+/// `rekap serve --db postgres://...`: uploads and reviews against the shared database; the
+/// fleet of `rekap worker`s reads the uploads.
+fn run_postgres(args: ServeArgs, url: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.demo,
+        "--demo uses a local data folder, not --db postgres://"
+    );
+    let photos = args.photos.clone().context(
+        "a PostgreSQL --db needs --photos DIR: the photo folder shared with every worker",
+    )?;
+    let template = Template::load(&project_file(&args.template))?;
+    let store = Store::open_postgres(url, Some(&photos), Migrate::Apply)
+        .with_context(|| format!("opening {}", crate::store::describe_postgres_url(url)))?;
+    let config = ServeConfig {
+        secure_cookie: !args.insecure_cookie,
+        double_entry: args.double_entry,
+        process_uploads: false,
+        ..ServeConfig::default()
+    };
+    let state = AppState::new(store, template, config, None);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "rekap serve: {} photos {} (uploads are read by `rekap worker`)",
+            crate::store::describe_postgres_url(url),
+            photos.display()
+        );
+        println!("listening on http://{addr}/");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        crate::serve::serve(listener, state).await?;
+        anyhow::Ok(())
+    })
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.db.as_ref().and_then(|d| d.to_str())
+        && crate::store::is_postgres_url(url)
+    {
+        let url = url.to_string();
+        return run_postgres(args, &url);
+    }
+    if args.photos.is_some() {
+        eprintln!("warning: --photos is ignored: a data folder keeps its photos inside it");
+    }
     let data = match (&args.db, args.demo) {
         (Some(d), _) => d.clone(),
         (None, _) => {

@@ -15,8 +15,8 @@ pub struct UserArgs {
 pub enum UserCommand {
     /// Create an account; the password is read from the first line of stdin.
     Add {
-        /// Data folder of the review service.
-        #[arg(long, value_name = "DIR")]
+        /// Data folder of the review service, or its PostgreSQL URL (`postgres://...`).
+        #[arg(long, value_name = "DIR|URL")]
         db: PathBuf,
         /// Account name (A-Z a-z 0-9 . _ -).
         name: String,
@@ -29,7 +29,8 @@ pub enum UserCommand {
     },
     /// List accounts.
     List {
-        #[arg(long, value_name = "DIR")]
+        /// Data folder of the review service, or its PostgreSQL URL (`postgres://...`).
+        #[arg(long, value_name = "DIR|URL")]
         db: PathBuf,
     },
 }
@@ -55,13 +56,13 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
                 .read_line(&mut line)
                 .context("reading the password from stdin")?;
             let password = line.trim_end_matches(['\n', '\r']);
-            let store = Store::open(&db)?;
+            let store = Store::open_target(&db, None, crate::store::Migrate::Apply)?;
             let id = store.add_user(&name, role, password)?;
             eprintln!("created {} user {name} (id {id})", role.as_str());
             Ok(())
         }
         UserCommand::List { db } => {
-            let store = Store::open(&db)?;
+            let store = Store::open_target(&db, None, crate::store::Migrate::Apply)?;
             for u in store.users()? {
                 println!("{}\t{}", u.name, u.role.as_str());
             }

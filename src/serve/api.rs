@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/app.js", get(app_js))
         .route("/app.css", get(app_css))
         .route("/api/health", get(health))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
@@ -133,6 +135,44 @@ async fn app_css() -> Response {
 
 async fn health() -> Json<Value> {
     Json(json!({"ok": true}))
+}
+
+/// Liveness and readiness for load balancers: 200 when the database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let r = tokio::task::spawn_blocking(move || state.store().ping()).await;
+    match r {
+        Ok(Ok(())) => Json(json!({"ok": true, "database": "ok"})).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!("healthz: database: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"ok": false, "database": e.to_string()})),
+            )
+                .into_response()
+        }
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// Queue and review counts in the Prometheus text format (no session needed, like health:
+/// restrict it at the reverse proxy; it shows counts only).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let r = tokio::task::spawn_blocking(move || state.store().queue_stats()).await;
+    match r {
+        Ok(Ok(stats)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::serve::prometheus_text(&stats),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!("metrics: database: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 async fn openapi(_auth: Auth) -> Response {
@@ -339,7 +379,7 @@ async fn upload(
         }
         st.create_submission(&name, &refs, tps.as_ref(), Some(&auth.session.user.name))?
     };
-    if created {
+    if created && state.config.process_uploads {
         state.spawn_processing(id);
     }
     let sub = state.store().submission(id)?;

@@ -3,7 +3,8 @@
 //! queue with the photo beside every number, export final results with provenance.
 //!
 //! Security invariants (tested in `tests/serve_api.rs`):
-//! * every endpoint but `/api/login`, `/api/health` and the static assets needs a live session;
+//! * every endpoint but `/api/login`, `/api/health`, `/healthz`, `/metrics` (counts only) and the
+//!   static assets needs a live session;
 //!   role checks are made in each handler through [`auth::Auth::require`];
 //! * every mutation (any method but GET/HEAD) needs the session's CSRF token in `X-CSRF-Token`;
 //! * the session cookie is HttpOnly, SameSite=Strict and (unless configured off for plain-http
@@ -52,6 +53,9 @@ pub struct ServeConfig {
     /// Two reviewers enter each flagged field blind; disagreement goes to a supervisor.
     pub double_entry: bool,
     pub max_upload_bytes: usize,
+    /// Read uploads in this process (the embedded SQLite set-up). Off when `rekap worker`s
+    /// process the shared queue (PostgreSQL): uploads then stay queued for them.
+    pub process_uploads: bool,
 }
 
 impl Default for ServeConfig {
@@ -60,6 +64,7 @@ impl Default for ServeConfig {
             secure_cookie: true,
             double_entry: false,
             max_upload_bytes: MAX_UPLOAD_BYTES,
+            process_uploads: true,
         }
     }
 }
@@ -176,6 +181,9 @@ impl AppState {
 
     /// Re-queue submissions left queued or half-processed by a previous run.
     pub fn resume_pending(&self) {
+        if !self.config.process_uploads {
+            return;
+        }
         let ids = self.store().pending_submissions().unwrap_or_default();
         for id in ids {
             self.spawn_processing(id);
@@ -183,7 +191,72 @@ impl AppState {
     }
 }
 
-/// Serve `state` on `listener` until ctrl-c.
+/// The queue and review counts in the Prometheus text exposition format.
+pub fn prometheus_text(s: &crate::store::QueueStats) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP rekap_submissions Submissions (queue jobs) by processing state.\n# TYPE rekap_submissions gauge"
+    );
+    for (state, n) in &s.by_state {
+        let _ = writeln!(out, "rekap_submissions{{state=\"{state}\"}} {n}");
+    }
+    let get = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
+    let lines: [(&str, &str, &str, f64); 7] = [
+        (
+            "rekap_queue_depth",
+            "gauge",
+            "Jobs waiting for a worker.",
+            get("queued") as f64,
+        ),
+        (
+            "rekap_jobs_done_total",
+            "counter",
+            "Jobs processed and ingested.",
+            get("done") as f64,
+        ),
+        (
+            "rekap_jobs_failed_total",
+            "counter",
+            "Jobs parked as failed after their retries.",
+            get("failed") as f64,
+        ),
+        (
+            "rekap_job_attempts_total",
+            "counter",
+            "Processing attempts, retries included.",
+            s.attempts as f64,
+        ),
+        (
+            "rekap_jobs_per_second",
+            "gauge",
+            "Jobs completed per second over the last minute.",
+            s.done_last_minute as f64 / 60.0,
+        ),
+        (
+            "rekap_expired_leases",
+            "gauge",
+            "Jobs whose worker's lease expired (dead or hung workers).",
+            s.expired_leases as f64,
+        ),
+        (
+            "rekap_review_backlog",
+            "gauge",
+            "Fields waiting for a reviewer (open or disputed).",
+            s.review_backlog as f64,
+        ),
+    ];
+    for (name, kind, help, v) in lines {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
+    out
+}
+
+/// Serve `state` on `listener` until ctrl-c or SIGTERM.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     state.resume_pending();
     let app = router(state);
@@ -191,8 +264,26 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .with_graceful_shutdown(shutdown_signal())
     .await
+}
+
+/// Ctrl-C, or SIGTERM (what service managers and container runtimes send): in-flight requests
+/// finish, new connections are refused.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

@@ -8,8 +8,8 @@
 //! over the report's machine readings must give exactly the value and provenance stored for every
 //! field. A value changed without an entry, or an entry removed, is therefore found.
 
+use super::db::{Conn, Row, args};
 use super::{Result, StoreError};
-use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -65,20 +65,10 @@ impl AuditEntry {
 }
 
 /// Append one entry inside the caller's transaction (so the change and its entry commit together).
-pub fn append(conn: &Connection, e: &NewEntry<'_>) -> Result<AuditEntry> {
-    let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map(Some)
-        .or_else(|err| match err {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            other => Err(other),
-        })?;
+pub fn append(conn: &Conn, e: &NewEntry<'_>) -> Result<AuditEntry> {
+    let last = conn.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])?;
     let (seq, prev_hash) = match last {
-        Some((s, h)) => (s + 1, h),
+        Some(r) => (r.get::<i64>(0)? + 1, r.get::<String>(1)?),
         None => (1, GENESIS.to_string()),
     };
     let mut entry = AuditEntry {
@@ -99,47 +89,52 @@ pub fn append(conn: &Connection, e: &NewEntry<'_>) -> Result<AuditEntry> {
     conn.execute(
         "INSERT INTO audit (seq, at_ms, actor, action, submission_id, field, old_value, new_value, provenance, reason, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
+        args![
             entry.seq,
             entry.at_ms,
-            entry.actor,
-            entry.action,
+            &entry.actor,
+            &entry.action,
             entry.submission_id,
-            entry.field,
-            entry.old_value,
-            entry.new_value,
-            entry.provenance,
-            entry.reason,
-            entry.prev_hash,
-            entry.hash
+            entry.field.clone(),
+            entry.old_value.clone(),
+            entry.new_value.clone(),
+            entry.provenance.clone(),
+            entry.reason.clone(),
+            &entry.prev_hash,
+            &entry.hash
         ],
     )?;
     Ok(entry)
 }
 
+fn entry_row(r: &Row) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        at_ms: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        submission_id: r.get(4)?,
+        field: r.get(5)?,
+        old_value: r.get(6)?,
+        new_value: r.get(7)?,
+        provenance: r.get(8)?,
+        reason: r.get(9)?,
+        prev_hash: r.get(10)?,
+        hash: r.get(11)?,
+    })
+}
+
 /// All entries in order (optionally of one submission).
-pub fn entries(conn: &Connection, submission: Option<i64>) -> Result<Vec<AuditEntry>> {
-    let mut st = conn.prepare(
-        "SELECT seq, at_ms, actor, action, submission_id, field, old_value, new_value, provenance, reason, prev_hash, hash \
-         FROM audit WHERE ?1 IS NULL OR submission_id = ?1 ORDER BY seq",
-    )?;
-    let rows = st.query_map([submission], |r| {
-        Ok(AuditEntry {
-            seq: r.get(0)?,
-            at_ms: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            submission_id: r.get(4)?,
-            field: r.get(5)?,
-            old_value: r.get(6)?,
-            new_value: r.get(7)?,
-            provenance: r.get(8)?,
-            reason: r.get(9)?,
-            prev_hash: r.get(10)?,
-            hash: r.get(11)?,
-        })
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+pub fn entries(conn: &Conn, submission: Option<i64>) -> Result<Vec<AuditEntry>> {
+    const COLUMNS: &str = "SELECT seq, at_ms, actor, action, submission_id, field, old_value, new_value, provenance, reason, prev_hash, hash FROM audit";
+    let rows = match submission {
+        Some(id) => conn.query(
+            &format!("{COLUMNS} WHERE submission_id = ?1 ORDER BY seq"),
+            args![id],
+        )?,
+        None => conn.query(&format!("{COLUMNS} ORDER BY seq"), &[])?,
+    };
+    rows.iter().map(entry_row).collect()
 }
 
 /// What `verify` found wrong, first problem only.
@@ -156,7 +151,7 @@ pub fn value_text(v: Option<i64>) -> String {
 }
 
 /// Check the chain and replay it against the stored state. `Ok(n)` = entries checked.
-pub fn verify(conn: &Connection) -> Result<std::result::Result<usize, AuditProblem>> {
+pub fn verify(conn: &Conn) -> Result<std::result::Result<usize, AuditProblem>> {
     let all = entries(conn, None)?;
     let mut prev = GENESIS.to_string();
     for (i, e) in all.iter().enumerate() {
@@ -214,11 +209,14 @@ pub fn verify(conn: &Connection) -> Result<std::result::Result<usize, AuditProbl
             _ => {}
         }
     }
-    let mut st =
-        conn.prepare("SELECT id, report FROM submissions WHERE report IS NOT NULL ORDER BY id")?;
-    let reports: Vec<(i64, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<std::result::Result<_, _>>()?;
+    let reports: Vec<(i64, String)> = conn
+        .query(
+            "SELECT id, report FROM submissions WHERE report IS NOT NULL ORDER BY id",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<Result<_>>()?;
     for (id, report) in &reports {
         let h = crate::load::sha256_hex(report.as_bytes());
         match ingests.get(id) {
@@ -240,13 +238,15 @@ pub fn verify(conn: &Connection) -> Result<std::result::Result<usize, AuditProbl
             Some(_) => {}
         }
     }
-    let mut st = conn.prepare(
-        "SELECT submission_id, field, machine_value, machine_status, value, provenance FROM fields ORDER BY submission_id, ord",
-    )?;
     /// (submission, field, machine value, machine status, value, provenance)
     type FieldRow = (i64, String, Option<i64>, String, Option<i64>, String);
-    let rows: Vec<FieldRow> = st
-        .query_map([], |r| {
+    let rows: Vec<FieldRow> = conn
+        .query(
+            "SELECT submission_id, field, machine_value, machine_status, value, provenance FROM fields ORDER BY submission_id, ord",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -255,8 +255,8 @@ pub fn verify(conn: &Connection) -> Result<std::result::Result<usize, AuditProbl
                 r.get(4)?,
                 r.get(5)?,
             ))
-        })?
-        .collect::<std::result::Result<_, _>>()?;
+        })
+        .collect::<Result<_>>()?;
     // Machine values must match the logged report.
     let mut parsed: HashMap<i64, serde_json::Value> = HashMap::new();
     for (id, report) in &reports {

@@ -1,8 +1,11 @@
 //! Stage `store`: the review database. SQLite in a data folder (`DATA_DIR/rekap.sqlite3`) plus
-//! content-addressed files (`DATA_DIR/photos/ab/cdef...`, named by their sha256, never modified).
+//! content-addressed files (`DATA_DIR/photos/ab/cdef...`, named by their sha256, never modified);
+//! or PostgreSQL with the content-addressed files in a folder shared by every server and worker.
 //!
 //! Everything that changes a number goes through [`Store`], whose narrow API (no SQL outside this
-//! module) is what a second backend (PostgreSQL) would implement. Invariants kept here:
+//! module) is the same on both backends: its SQL is written once over [`db::Conn`], with the same
+//! numbered migrations in each dialect. The work queue of `rekap worker` is in [`queue`].
+//! Invariants kept here:
 //! * a submission is identified by the set of its photos' sha256 (`photo_key`): ingesting the same
 //!   photos again returns the existing submission and adds nothing;
 //! * every change of a field's value or provenance appends one entry to the hash-chained audit log
@@ -11,9 +14,13 @@
 //! * one item (submission, field) is leased to at most one reviewer at a time.
 
 pub mod audit;
+pub mod db;
+mod queue;
 mod review;
 
 pub use audit::{AuditEntry, AuditProblem};
+pub use db::describe_postgres_url;
+pub use queue::{IngestOutcome, Job, JobFate, JobRow, QueueStats};
 pub use review::{
     ExportField, ExportSubmission, ItemKey, Provenance, QueueItem, ReviewAction, ReviewInput,
     ReviewOutcome,
@@ -21,7 +28,7 @@ pub use review::{
 
 use crate::decide::{FieldStatus, FlagCode};
 use crate::pipeline::SubmissionReport;
-use rusqlite::{Connection, OptionalExtension, params};
+use db::{Conn, Dialect, TxKind, args};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +46,12 @@ pub const MIN_PASSWORD_LEN: usize = 10;
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {}", pg_error_text(.0))]
+    Postgres(#[from] postgres::Error),
+    #[error("database schema version {found}, this rekap needs {expected}{}", schema_hint(*.found, *.expected))]
+    Schema { found: i64, expected: i64 },
+    #[error("database value: {0}")]
+    Decode(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -61,12 +74,59 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// PostgreSQL errors with the server's own message and detail (the crate's Display says only
+/// "db error").
+fn pg_error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{} ({})", db.message(), d),
+            None => db.message().to_string(),
+        },
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn schema_hint(found: i64, expected: i64) -> &'static str {
+    if found < expected {
+        " (an empty or older database: `rekap serve --db URL` or `rekap worker --migrate` applies the migrations)"
+    } else {
+        " (the database was migrated by a newer rekap: upgrade this program)"
+    }
+}
+
+impl StoreError {
+    /// Whether retrying later may help (the database is unreachable or restarting), as opposed
+    /// to a problem in the request or the data.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.display().to_string(),
         source,
     }
 }
+
+/// Columns of one `fields` row as ingested (the multi-row INSERT's stride).
+const FIELD_COLUMNS: usize = 12;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -178,8 +238,10 @@ pub struct SubmissionRow {
     pub total_fields: i64,
 }
 
-/// Migrations, applied in order; `PRAGMA user_version` counts those applied. Append only.
-const MIGRATIONS: &[&str] = &[r#"
+/// Migrations (SQLite dialect), applied in order; `PRAGMA user_version` counts those applied.
+/// Append only, and always together with [`PG_MIGRATIONS`] (same count, same meaning).
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -272,49 +334,229 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    MIGRATION_2_QUEUE_SQLITE,
+];
 
-/// The review store (SQLite backend).
+/// Migration 2: the work queue lives on the submissions themselves (one job per submission,
+/// identified by its photo set): attempts made, the lease of the worker holding it, and when it
+/// finished (for the jobs-per-second metric).
+const MIGRATION_2_QUEUE_SQLITE: &str = r#"
+ALTER TABLE submissions ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE submissions ADD COLUMN lease_until_ms INTEGER;
+ALTER TABLE submissions ADD COLUMN worker TEXT;
+ALTER TABLE submissions ADD COLUMN done_ms INTEGER;
+CREATE INDEX submissions_queue ON submissions (state, id);
+"#;
+
+/// The same migrations for PostgreSQL (`rekap_schema.version` counts those applied). Integers
+/// are BIGINT (Rust i64 throughout), reals DOUBLE PRECISION; the audit table's append-only rule
+/// is a PL/pgSQL trigger function.
+const PG_MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE users (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('reviewer', 'supervisor', 'admin')),
+    password_hash TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users(id),
+    csrf TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    bytes BIGINT NOT NULL,
+    content_type TEXT NOT NULL
+);
+CREATE TABLE submissions (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name TEXT NOT NULL,
+    photo_key TEXT NOT NULL UNIQUE,
+    tps TEXT,
+    state TEXT NOT NULL,
+    report TEXT,
+    error TEXT,
+    created_ms BIGINT NOT NULL,
+    uploaded_by TEXT
+);
+CREATE TABLE submission_photos (
+    submission_id BIGINT NOT NULL REFERENCES submissions(id),
+    position BIGINT NOT NULL,
+    sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+    original_name TEXT NOT NULL,
+    PRIMARY KEY (submission_id, position)
+);
+CREATE TABLE fields (
+    submission_id BIGINT NOT NULL REFERENCES submissions(id),
+    field TEXT NOT NULL,
+    ord BIGINT NOT NULL,
+    machine_value BIGINT,
+    machine_status TEXT NOT NULL,
+    confidence DOUBLE PRECISION NOT NULL,
+    flags TEXT NOT NULL,
+    severity BIGINT NOT NULL,
+    value BIGINT,
+    provenance TEXT NOT NULL,
+    state TEXT NOT NULL,
+    crop_sha256 TEXT,
+    reviewed_by TEXT,
+    reviewed_ms BIGINT,
+    PRIMARY KEY (submission_id, field)
+);
+CREATE INDEX fields_queue ON fields (state, severity, submission_id, ord);
+CREATE TABLE leases (
+    submission_id BIGINT NOT NULL,
+    field TEXT NOT NULL,
+    user_id BIGINT NOT NULL REFERENCES users(id),
+    expires_ms BIGINT NOT NULL,
+    PRIMARY KEY (submission_id, field)
+);
+CREATE TABLE entries (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    submission_id BIGINT NOT NULL,
+    field TEXT NOT NULL,
+    round BIGINT NOT NULL,
+    user_id BIGINT NOT NULL REFERENCES users(id),
+    action TEXT NOT NULL,
+    value BIGINT,
+    reason TEXT,
+    at_ms BIGINT NOT NULL,
+    UNIQUE (submission_id, field, round, user_id)
+);
+CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY,
+    at_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    submission_id BIGINT NOT NULL,
+    field TEXT,
+    old_value TEXT,
+    new_value TEXT,
+    provenance TEXT,
+    reason TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END
+$$;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+"#,
+    r#"
+ALTER TABLE submissions ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE submissions ADD COLUMN lease_until_ms BIGINT;
+ALTER TABLE submissions ADD COLUMN worker TEXT;
+ALTER TABLE submissions ADD COLUMN done_ms BIGINT;
+CREATE INDEX submissions_queue ON submissions (state, id);
+"#,
+];
+
+const _: () = assert!(MIGRATIONS.len() == PG_MIGRATIONS.len());
+
+/// The schema version this program uses (the number of migrations).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Whether opening a PostgreSQL store may change its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrate {
+    /// Apply pending migrations (the server, `--migrate`).
+    Apply,
+    /// Refuse a database whose schema is not exactly this program's (workers: they must not
+    /// race a server's migration or run against a schema they do not know).
+    Check,
+}
+
+/// Which database a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Whether `db` (a `--db` argument) names a PostgreSQL database rather than a data folder.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// The review store: SQLite in a data folder, or PostgreSQL with photos in a shared folder.
 pub struct Store {
-    conn: Connection,
+    db: Conn,
+    /// Data folder (SQLite) or the shared photo folder (PostgreSQL).
     dir: PathBuf,
+    /// Content-addressed files: `DATA_DIR/photos` (SQLite) or the shared photo folder; `None`
+    /// for a PostgreSQL store opened without one (accounts, audit: no photos involved).
+    blob_dir: Option<PathBuf>,
     /// Field ids in form order (the template's), for the review order of new submissions;
     /// fields not listed come after, alphabetically.
     field_order: Vec<String>,
 }
 
 impl Store {
-    /// Open (creating if needed) the store in `dir` and apply pending migrations.
+    /// Open (creating if needed) the SQLite store in `dir` and apply pending migrations.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir.join(BLOB_DIR)).map_err(io_err(dir))?;
-        let conn = Connection::open(dir.join(DB_FILE))?;
+        let conn = rusqlite::Connection::open(dir.join(DB_FILE))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // WAL for concurrent readers; synchronous=FULL so that a committed review survives a
         // power cut or a killed process before the reviewer is told it was saved.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store {
-            conn,
+        let db = Conn::sqlite(conn);
+        db.migrate(MIGRATIONS, PG_MIGRATIONS)?;
+        Ok(Store {
+            db,
             dir: dir.to_path_buf(),
+            blob_dir: Some(dir.join(BLOB_DIR)),
             field_order: Vec::new(),
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-            tracing::info!("store: applied migration {}", i + 1);
+    /// Open the PostgreSQL store at `url` with its content-addressed photos in `photos` (a folder
+    /// every server and worker reaches, e.g. a network share).
+    /// `photos` may be `None` for work that touches no photo (accounts, the audit log).
+    pub fn open_postgres(url: &str, photos: Option<&Path>, migrate: Migrate) -> Result<Store> {
+        if let Some(p) = photos {
+            std::fs::create_dir_all(p).map_err(io_err(p))?;
         }
-        Ok(())
+        let db = Conn::postgres(url)?;
+        match migrate {
+            Migrate::Apply => db.migrate(MIGRATIONS, PG_MIGRATIONS)?,
+            Migrate::Check => {
+                let found = db.schema_version()?;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        Ok(Store {
+            db,
+            dir: photos.map(Path::to_path_buf).unwrap_or_default(),
+            blob_dir: photos.map(Path::to_path_buf),
+            field_order: Vec::new(),
+        })
+    }
+
+    /// Open what a `--db` argument names: a `postgres://` URL (photos in `photos`, the folder
+    /// every server and worker shares) or a SQLite data folder (photos inside it).
+    pub fn open_target(db: &Path, photos: Option<&Path>, migrate: Migrate) -> Result<Store> {
+        match db.to_str() {
+            Some(url) if is_postgres_url(url) => Store::open_postgres(url, photos, migrate),
+            _ => Store::open(db),
+        }
     }
 
     /// Review fields of newly ingested submissions in this order (the template's field ids).
@@ -327,10 +569,23 @@ impl Store {
         &self.dir
     }
 
-    /// Raw connection, for tests that tamper with the database on purpose.
+    pub fn backend(&self) -> Backend {
+        match self.db.dialect() {
+            Dialect::Sqlite => Backend::Sqlite,
+            Dialect::Postgres => Backend::Postgres,
+        }
+    }
+
+    /// Check that the database answers (health endpoint).
+    pub fn ping(&self) -> Result<()> {
+        self.db.query_one("SELECT 1", &[]).map(|_| ())
+    }
+
+    /// Run SQL statements directly, bypassing the store's rules: for tests that tamper with
+    /// the database on purpose.
     #[doc(hidden)]
-    pub fn connection_for_tests(&self) -> &Connection {
-        &self.conn
+    pub fn execute_for_tests(&self, sql: &str) -> Result<()> {
+        self.db.batch(sql)
     }
 
     // ---------------------------------------------------------------- blobs
@@ -341,21 +596,21 @@ impl Store {
             return None;
         }
         let s = sha256.to_ascii_lowercase();
-        Some(self.dir.join(BLOB_DIR).join(&s[..2]).join(&s[2..]))
+        Some(self.blob_dir.as_ref()?.join(&s[..2]).join(&s[2..]))
     }
 
     /// Store bytes under their sha256 (written once, then never modified). Returns the sha256.
     pub fn put_blob(&self, bytes: &[u8], content_type: &str) -> Result<String> {
         let sha = crate::load::sha256_hex(bytes);
-        let path = self
-            .blob_path(&sha)
-            .ok_or_else(|| StoreError::Invalid("bad sha256".into()))?;
+        let path = self.blob_path(&sha).ok_or_else(|| {
+            StoreError::Invalid("this store was opened without a photo folder (--photos)".into())
+        })?;
         if !path.exists() {
             let parent = path.parent().unwrap_or(&self.dir);
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
             // Write to a temporary name and rename, so a crash never leaves a partial file
-            // under a content address.
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            // under a content address (and writers on other machines never see one).
+            let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), random_hex(4)?));
             {
                 use std::io::Write;
                 let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
@@ -364,9 +619,9 @@ impl Store {
             }
             std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         }
-        self.conn.execute(
-            "INSERT OR IGNORE INTO blobs (sha256, bytes, content_type) VALUES (?1, ?2, ?3)",
-            params![sha, bytes.len() as i64, content_type],
+        self.db.execute(
+            "INSERT INTO blobs (sha256, bytes, content_type) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            args![&sha, bytes.len() as i64, content_type],
         )?;
         Ok(sha)
     }
@@ -376,15 +631,14 @@ impl Store {
         let Some(path) = self.blob_path(sha256) else {
             return Ok(None);
         };
-        let ct: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT content_type FROM blobs WHERE sha256 = ?1",
-                [sha256.to_ascii_lowercase()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(ct) = ct else { return Ok(None) };
+        let Some(row) = self.db.query_opt(
+            "SELECT content_type FROM blobs WHERE sha256 = ?1",
+            args![sha256.to_ascii_lowercase()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let ct: String = row.get(0)?;
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
         Ok(Some((bytes, ct)))
     }
@@ -409,82 +663,53 @@ impl Store {
             )));
         }
         let hash = hash_password(password)?;
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![name, role.as_str(), hash, now_ms()],
+        let row = self.db.query_opt(
+            "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT DO NOTHING RETURNING id",
+            args![name, role.as_str(), hash, now_ms()],
         )?;
-        if n == 0 {
-            return Err(StoreError::Conflict(format!("user {name} exists")));
+        match row {
+            Some(r) => r.get(0),
+            None => Err(StoreError::Conflict(format!("user {name} exists"))),
         }
-        Ok(self.conn.last_insert_rowid())
     }
 
     pub fn users(&self) -> Result<Vec<User>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id, name, role FROM users ORDER BY name")?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, name, role) = row?;
-            out.push(User {
-                id,
-                name,
-                role: Role::parse(&role).unwrap_or(Role::Reviewer),
-            });
-        }
-        Ok(out)
+        self.db
+            .query("SELECT id, name, role FROM users ORDER BY name", &[])?
+            .iter()
+            .map(|r| {
+                Ok(User {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    role: Role::parse(&r.get::<String>(2)?).unwrap_or(Role::Reviewer),
+                })
+            })
+            .collect()
     }
 
     /// An account and its password hash (to verify outside any lock with [`verify_login`]).
     pub fn login_record(&self, name: &str) -> Result<Option<(User, String)>> {
-        let row: Option<(i64, String, String)> = self
-            .conn
-            .query_row(
-                "SELECT id, role, password_hash FROM users WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        Ok(row.map(|(id, role, hash)| {
-            (
-                User {
-                    id,
-                    name: name.to_string(),
-                    role: Role::parse(&role).unwrap_or(Role::Reviewer),
-                },
-                hash,
-            )
-        }))
+        let Some(r) = self.db.query_opt(
+            "SELECT id, role, password_hash FROM users WHERE name = ?1",
+            args![name],
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            User {
+                id: r.get(0)?,
+                name: name.to_string(),
+                role: Role::parse(&r.get::<String>(1)?).unwrap_or(Role::Reviewer),
+            },
+            r.get(2)?,
+        )))
     }
 
     /// Check a name and password. Unknown names cost the same hashing time as known ones.
     pub fn check_password(&self, name: &str, password: &str) -> Result<Option<User>> {
-        let row: Option<(i64, String, String)> = self
-            .conn
-            .query_row(
-                "SELECT id, role, password_hash FROM users WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        match row {
-            Some((id, role, hash)) => Ok(verify_password(password, &hash).then(|| User {
-                id,
-                name: name.to_string(),
-                role: Role::parse(&role).unwrap_or(Role::Reviewer),
-            })),
-            None => {
-                let _ = verify_password(password, DUMMY_HASH);
-                Ok(None)
-            }
-        }
+        Ok(verify_login(self.login_record(name)?, password))
     }
 
     /// Open a session; returns (cookie token, CSRF token). Only the token's sha256 is stored.
@@ -492,57 +717,49 @@ impl Store {
         let token = random_hex(32)?;
         let csrf = random_hex(32)?;
         let now = now_ms();
-        self.conn
-            .execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
-        self.conn.execute(
+        self.db
+            .execute("DELETE FROM sessions WHERE expires_ms < ?1", args![now])?;
+        self.db.execute(
             "INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![crate::load::sha256_hex(token.as_bytes()), user_id, csrf, now, now + SESSION_TTL_MS],
+            args![crate::load::sha256_hex(token.as_bytes()), user_id, &csrf, now, now + SESSION_TTL_MS],
         )?;
         Ok((token, csrf))
     }
 
     /// The live session of a cookie token.
     pub fn session(&self, token: &str) -> Result<Option<Session>> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT u.id, u.name, u.role, s.csrf, s.expires_ms FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.token_hash = ?1 AND s.expires_ms > ?2",
-                params![crate::load::sha256_hex(token.as_bytes()), now_ms()],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                },
-            )
-            .optional()?;
-        Ok(row.map(|(id, name, role, csrf, expires_ms)| Session {
+        let Some(r) = self.db.query_opt(
+            "SELECT u.id, u.name, u.role, s.csrf, s.expires_ms FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ?1 AND s.expires_ms > ?2",
+            args![crate::load::sha256_hex(token.as_bytes()), now_ms()],
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Session {
             user: User {
-                id,
-                name,
-                role: Role::parse(&role).unwrap_or(Role::Reviewer),
+                id: r.get(0)?,
+                name: r.get(1)?,
+                role: Role::parse(&r.get::<String>(2)?).unwrap_or(Role::Reviewer),
             },
-            csrf,
-            expires_ms,
+            csrf: r.get(3)?,
+            expires_ms: r.get(4)?,
         }))
     }
 
     pub fn delete_session(&self, token: &str) -> Result<()> {
-        self.conn.execute(
+        self.db.execute(
             "DELETE FROM sessions WHERE token_hash = ?1",
-            [crate::load::sha256_hex(token.as_bytes())],
+            args![crate::load::sha256_hex(token.as_bytes())],
         )?;
         Ok(())
     }
 
     // ---------------------------------------------------------------- submissions
 
-    /// Register a submission made of already stored photos `(sha256, original name)`.
-    /// Returns `(id, created)`; `created` is false when the same photo set exists already.
+    /// Register a submission made of already stored photos `(sha256, original name)`; it is
+    /// queued for processing. Returns `(id, created)`; `created` is false when the same photo
+    /// set exists already (the queue is idempotent by photo sha256).
     pub fn create_submission(
         &mut self,
         name: &str,
@@ -556,33 +773,31 @@ impl Store {
             ));
         }
         let key = photo_key(photos.iter().map(|p| p.0.as_str()));
-        let tx = self.conn.transaction()?;
-        let existing: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM submissions WHERE photo_key = ?1",
-                [&key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(id) = existing {
-            return Ok((id, false));
+        let tx = self.db.begin(TxKind::Write)?;
+        if let Some(r) = tx.query_opt(
+            "SELECT id FROM submissions WHERE photo_key = ?1",
+            args![&key],
+        )? {
+            return Ok((r.get(0)?, false));
         }
-        tx.execute(
-            "INSERT INTO submissions (name, photo_key, tps, state, created_ms, uploaded_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                name,
-                key,
-                tps.map(|t| t.to_string()),
-                SubmissionState::Queued.as_str(),
-                now_ms(),
-                uploaded_by
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO submissions (name, photo_key, tps, state, created_ms, uploaded_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                args![
+                    name,
+                    &key,
+                    tps.map(|t| t.to_string()),
+                    SubmissionState::Queued.as_str(),
+                    now_ms(),
+                    uploaded_by
+                ],
+            )?
+            .get(0)?;
         for (i, (sha, orig)) in photos.iter().enumerate() {
             tx.execute(
                 "INSERT INTO submission_photos (submission_id, position, sha256, original_name) VALUES (?1, ?2, ?3, ?4)",
-                params![id, i as i64, sha, orig],
+                args![id, i as i64, sha, orig],
             )?;
         }
         tx.commit()?;
@@ -606,30 +821,34 @@ impl Store {
 
     /// Paths of a submission's photos in the blob store, in upload order.
     pub fn submission_files(&self, id: i64) -> Result<Vec<PathBuf>> {
-        let mut st = self.conn.prepare(
+        let rows = self.db.query(
             "SELECT sha256 FROM submission_photos WHERE submission_id = ?1 ORDER BY position",
+            args![id],
         )?;
-        let shas: Vec<String> = st
-            .query_map([id], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(shas.iter().filter_map(|s| self.blob_path(s)).collect())
+        let mut out = Vec::new();
+        for r in rows {
+            let sha: String = r.get(0)?;
+            out.extend(self.blob_path(&sha));
+        }
+        Ok(out)
     }
 
     /// Submissions waiting to be processed (also those interrupted by a restart).
     pub fn pending_submissions(&self) -> Result<Vec<i64>> {
-        let mut st = self.conn.prepare(
-            "SELECT id FROM submissions WHERE state IN ('queued', 'processing') ORDER BY id",
-        )?;
-        let ids = st
-            .query_map([], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(ids)
+        self.db
+            .query(
+                "SELECT id FROM submissions WHERE state IN ('queued', 'processing') ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 
     pub fn set_state(&self, id: i64, state: SubmissionState, error: Option<&str>) -> Result<()> {
-        self.conn.execute(
+        self.db.execute(
             "UPDATE submissions SET state = ?2, error = ?3 WHERE id = ?1",
-            params![id, state.as_str(), error],
+            args![id, state.as_str(), error],
         )?;
         Ok(())
     }
@@ -639,6 +858,16 @@ impl Store {
     /// `ingest` audit entry whose value is the sha256 of the stored report. A submission that
     /// already has a report is left unchanged (returns false).
     pub fn ingest_report(&mut self, id: i64, report: &SubmissionReport) -> Result<bool> {
+        Ok(self.ingest(id, report, None)? == IngestOutcome::Ingested)
+    }
+
+    /// [`Store::ingest_report`], optionally only while `worker` holds the submission's job.
+    fn ingest(
+        &mut self,
+        id: i64,
+        report: &SubmissionReport,
+        worker: Option<&str>,
+    ) -> Result<IngestOutcome> {
         let json = serde_json::to_string(report)?;
         // Crops are files written by the pipeline; store them before the transaction.
         let mut crops: Vec<(String, String)> = Vec::new();
@@ -650,21 +879,39 @@ impl Store {
                 }
             }
         }
-        let tx = self.conn.transaction()?;
-        let has: Option<Option<String>> = tx
-            .query_row("SELECT report FROM submissions WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match has {
-            None => return Err(StoreError::NotFound(format!("submission {id}"))),
-            Some(Some(_)) => return Ok(false),
-            Some(None) => {}
+        let dialect = self.db.dialect();
+        let tx = self.db.begin(TxKind::Write)?;
+        let Some(row) = tx.query_opt(
+            &format!(
+                "SELECT report IS NOT NULL, state, worker FROM submissions WHERE id = ?1{}",
+                dialect.for_update()
+            ),
+            args![id],
+        )?
+        else {
+            return Err(StoreError::NotFound(format!("submission {id}")));
+        };
+        if row.get::<i64>(0)? != 0 {
+            return Ok(IngestOutcome::AlreadyDone);
+        }
+        if let Some(w) = worker {
+            let state: String = row.get(1)?;
+            let holder: Option<String> = row.get(2)?;
+            if state != SubmissionState::Processing.as_str() || holder.as_deref() != Some(w) {
+                return Ok(IngestOutcome::LeaseLost);
+            }
         }
         tx.execute(
-            "UPDATE submissions SET report = ?2, state = 'done', error = NULL WHERE id = ?1",
-            params![id, json],
+            &format!(
+                "UPDATE submissions SET report = ?2, state = 'done', error = NULL, lease_until_ms = NULL, \
+                 done_ms = {} WHERE id = ?1",
+                dialect.now_ms()
+            ),
+            args![id, &json],
         )?;
+        // One multi-row INSERT for all fields: one round trip while the writers' lock is held.
+        let mut values: Vec<db::Val> = Vec::with_capacity(report.fields.len() * FIELD_COLUMNS);
+        let mut rows_sql: Vec<String> = Vec::with_capacity(report.fields.len());
         for (i, (fid, f)) in report.fields.iter().enumerate() {
             let ord = self
                 .field_order
@@ -673,22 +920,36 @@ impl Store {
                 .unwrap_or(self.field_order.len() + i);
             let (provenance, state) = initial_state(f.status, &f.flags);
             let crop = crops.iter().find(|c| &c.0 == fid).map(|c| c.1.clone());
+            let first = values.len() + 1;
+            rows_sql.push(format!(
+                "({})",
+                (first..first + FIELD_COLUMNS)
+                    .map(|k| format!("?{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            values.extend_from_slice(args![
+                id,
+                fid,
+                ord as i64,
+                f.value,
+                status_str(f.status),
+                f.confidence,
+                serde_json::to_string(&f.flags)?,
+                severity(&f.flags),
+                f.value,
+                provenance.as_str(),
+                state,
+                crop
+            ]);
+        }
+        if !rows_sql.is_empty() {
             tx.execute(
-                "INSERT INTO fields (submission_id, field, ord, machine_value, machine_status, confidence, flags, severity, value, provenance, state, crop_sha256) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4, ?9, ?10, ?11)",
-                params![
-                    id,
-                    fid,
-                    ord as i64,
-                    f.value,
-                    status_str(f.status),
-                    f.confidence,
-                    serde_json::to_string(&f.flags)?,
-                    severity(&f.flags),
-                    provenance.as_str(),
-                    state,
-                    crop
-                ],
+                &format!(
+                    "INSERT INTO fields (submission_id, field, ord, machine_value, machine_status, confidence, flags, severity, value, provenance, state, crop_sha256) VALUES {}",
+                    rows_sql.join(", ")
+                ),
+                &values,
             )?;
         }
         audit::append(
@@ -705,18 +966,19 @@ impl Store {
             },
         )?;
         tx.commit()?;
-        Ok(true)
+        Ok(IngestOutcome::Ingested)
     }
 
     /// The stored report of a submission.
     pub fn report(&self, id: i64) -> Result<Option<SubmissionReport>> {
-        let s: Option<Option<String>> = self
-            .conn
-            .query_row("SELECT report FROM submissions WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match s.flatten() {
+        let text: Option<String> = match self
+            .db
+            .query_opt("SELECT report FROM submissions WHERE id = ?1", args![id])?
+        {
+            Some(r) => r.get(0)?,
+            None => None,
+        };
+        match text {
             Some(text) => Ok(Some(serde_json::from_str(&text)?)),
             None => Ok(None),
         }
@@ -724,34 +986,30 @@ impl Store {
 
     pub fn submission(&self, id: i64) -> Result<Option<SubmissionRow>> {
         Ok(self
-            .submissions_where("WHERE s.id = ?1", [id])?
+            .submissions_where("WHERE s.id = ?1", args![id])?
             .into_iter()
             .next())
     }
 
     pub fn submissions(&self) -> Result<Vec<SubmissionRow>> {
-        self.submissions_where("", [])
+        self.submissions_where("", &[])
     }
 
-    fn submissions_where<P: rusqlite::Params>(
-        &self,
-        cond: &str,
-        p: P,
-    ) -> Result<Vec<SubmissionRow>> {
+    fn submissions_where(&self, cond: &str, p: &[db::Val]) -> Result<Vec<SubmissionRow>> {
         let sql = format!(
             "SELECT s.id, s.name, s.state, s.tps, s.error, s.created_ms, s.uploaded_by, \
              (SELECT COUNT(*) FROM fields f WHERE f.submission_id = s.id AND f.state IN ('open', 'disputed')), \
              (SELECT COUNT(*) FROM fields f WHERE f.submission_id = s.id) \
              FROM submissions s {cond} ORDER BY s.id"
         );
-        let mut st = self.conn.prepare(&sql)?;
-        let rows = st.query_map(p, |r| {
-            Ok(SubmissionRow {
+        let mut out = Vec::new();
+        for r in self.db.query(&sql, p)? {
+            out.push(SubmissionRow {
                 id: r.get(0)?,
                 name: r.get(1)?,
-                state: SubmissionState::parse(&r.get::<_, String>(2)?),
+                state: SubmissionState::parse(&r.get::<String>(2)?),
                 tps: r
-                    .get::<_, Option<String>>(3)?
+                    .get::<Option<String>>(3)?
                     .and_then(|t| serde_json::from_str(&t).ok()),
                 error: r.get(4)?,
                 created_ms: r.get(5)?,
@@ -759,35 +1017,39 @@ impl Store {
                 photos: Vec::new(),
                 open_fields: r.get(7)?,
                 total_fields: r.get(8)?,
-            })
-        })?;
-        let mut out: Vec<SubmissionRow> = rows.collect::<std::result::Result<_, _>>()?;
-        let mut st = self.conn.prepare(
-            "SELECT p.sha256, p.original_name, b.content_type FROM submission_photos p JOIN blobs b ON b.sha256 = p.sha256 \
-             WHERE p.submission_id = ?1 ORDER BY p.position",
-        )?;
+            });
+        }
         for s in &mut out {
-            s.photos = st
-                .query_map([s.id], |r| {
+            s.photos = self
+                .db
+                .query(
+                    "SELECT p.sha256, p.original_name, b.content_type FROM submission_photos p JOIN blobs b ON b.sha256 = p.sha256 \
+                     WHERE p.submission_id = ?1 ORDER BY p.position",
+                    args![s.id],
+                )?
+                .iter()
+                .map(|r| {
                     Ok(SubmissionPhoto {
                         sha256: r.get(0)?,
                         original_name: r.get(1)?,
                         content_type: r.get(2)?,
                     })
-                })?
-                .collect::<std::result::Result<_, _>>()?;
+                })
+                .collect::<Result<_>>()?;
         }
         Ok(out)
     }
 
     /// Whether a blob belongs to some submission (photos) or field (crops).
     pub fn blob_is_referenced(&self, sha256: &str) -> Result<bool> {
-        let n: i64 = self.conn.query_row(
-            "SELECT (SELECT COUNT(*) FROM submission_photos WHERE sha256 = ?1) + \
-                    (SELECT COUNT(*) FROM fields WHERE crop_sha256 = ?1)",
-            [sha256.to_ascii_lowercase()],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self
+            .db
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM submission_photos WHERE sha256 = ?1) + \
+                        (SELECT COUNT(*) FROM fields WHERE crop_sha256 = ?1)",
+                args![sha256.to_ascii_lowercase()],
+            )?
+            .get(0)?;
         Ok(n > 0)
     }
 }

@@ -1,8 +1,8 @@
 //! Review queue, leases, reviews (single or double entry) and export.
 
 use super::audit::{self, NewEntry, value_text};
+use super::db::{Row, TxKind, args};
 use super::{Result, Role, Store, StoreError, User, now_ms};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -163,6 +163,19 @@ const AVAILABLE: &str = "( (f.state = 'open' AND (?2 = 0 OR NOT EXISTS (SELECT 1
       OR (f.state = 'disputed' AND ?3 = 1 AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.submission_id = f.submission_id AND e.field = f.field AND e.user_id = ?1)) ) \
     AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.submission_id = f.submission_id AND l.field = f.field AND l.user_id <> ?1 AND l.expires_ms > ?4)";
 
+fn queue_item(r: &Row) -> Result<QueueItem> {
+    Ok(QueueItem {
+        submission_id: r.get(0)?,
+        submission: r.get(1)?,
+        field: r.get(2)?,
+        severity: r.get(3)?,
+        flags: serde_json::from_str(&r.get::<String>(4)?).unwrap_or_default(),
+        machine_value: r.get(5)?,
+        confidence: r.get(6)?,
+        state: r.get(7)?,
+    })
+}
+
 impl Store {
     /// Items `user` may review now, most urgent first.
     pub fn queue(&self, user: &User, double_entry: bool, limit: usize) -> Result<Vec<QueueItem>> {
@@ -171,29 +184,20 @@ impl Store {
              FROM fields f JOIN submissions s ON s.id = f.submission_id WHERE {AVAILABLE} \
              ORDER BY f.state = 'disputed' DESC, f.severity, f.submission_id, f.ord LIMIT ?5"
         );
-        let mut st = self.conn.prepare(&sql)?;
-        let rows = st.query_map(
-            params![
-                user.id,
-                double_entry as i64,
-                (user.role >= Role::Supervisor) as i64,
-                now_ms(),
-                limit as i64
-            ],
-            |r| {
-                Ok(QueueItem {
-                    submission_id: r.get(0)?,
-                    submission: r.get(1)?,
-                    field: r.get(2)?,
-                    severity: r.get(3)?,
-                    flags: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
-                    machine_value: r.get(5)?,
-                    confidence: r.get(6)?,
-                    state: r.get(7)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.db
+            .query(
+                &sql,
+                args![
+                    user.id,
+                    double_entry as i64,
+                    (user.role >= Role::Supervisor) as i64,
+                    now_ms(),
+                    limit as i64
+                ],
+            )?
+            .iter()
+            .map(queue_item)
+            .collect()
     }
 
     /// Lease the most urgent available item (not in `skip`) to `user`, releasing the user's
@@ -204,40 +208,39 @@ impl Store {
         double_entry: bool,
         skip: &[ItemKey],
     ) -> Result<Option<ItemKey>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.begin(TxKind::Write)?;
+        let now = now_ms();
+        // Enough candidates to get past the skipped ones.
         let sql = format!(
             "SELECT f.submission_id, f.field FROM fields f WHERE {AVAILABLE} \
-             ORDER BY f.state = 'disputed' DESC, f.severity, f.submission_id, f.ord"
+             ORDER BY f.state = 'disputed' DESC, f.severity, f.submission_id, f.ord LIMIT ?5"
         );
-        let now = now_ms();
-        let found = {
-            let mut st = tx.prepare(&sql)?;
-            let mut rows = st.query(params![
+        let rows = tx.query(
+            &sql,
+            args![
                 user.id,
                 double_entry as i64,
                 (user.role >= Role::Supervisor) as i64,
-                now
-            ])?;
-            let mut found = None;
-            while let Some(r) = rows.next()? {
-                let key = ItemKey {
-                    submission_id: r.get(0)?,
-                    field: r.get(1)?,
-                };
-                if !skip.contains(&key) {
-                    found = Some(key);
-                    break;
-                }
+                now,
+                skip.len() as i64 + 1
+            ],
+        )?;
+        let mut found = None;
+        for r in rows {
+            let key = ItemKey {
+                submission_id: r.get(0)?,
+                field: r.get(1)?,
+            };
+            if !skip.contains(&key) {
+                found = Some(key);
+                break;
             }
-            found
-        };
-        tx.execute("DELETE FROM leases WHERE user_id = ?1", [user.id])?;
+        }
+        tx.execute("DELETE FROM leases WHERE user_id = ?1", args![user.id])?;
         if let Some(k) = &found {
             tx.execute(
-                "INSERT OR REPLACE INTO leases (submission_id, field, user_id, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![k.submission_id, k.field, user.id, now + LEASE_MS],
+                UPSERT_LEASE,
+                args![k.submission_id, &k.field, user.id, now + LEASE_MS],
             )?;
         }
         tx.commit()?;
@@ -247,36 +250,35 @@ impl Store {
     /// Lease one given item to `user` (refused when someone else holds it or it is not open
     /// to this user).
     pub fn claim(&mut self, user: &User, key: &ItemKey, double_entry: bool) -> Result<i64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.begin(TxKind::Write)?;
         let now = now_ms();
         let sql = format!(
             "SELECT COUNT(*) FROM fields f WHERE f.submission_id = ?5 AND f.field = ?6 AND {AVAILABLE}"
         );
-        let n: i64 = tx.query_row(
-            &sql,
-            params![
-                user.id,
-                double_entry as i64,
-                (user.role >= Role::Supervisor) as i64,
-                now,
-                key.submission_id,
-                key.field
-            ],
-            |r| r.get(0),
-        )?;
+        let n: i64 = tx
+            .query_one(
+                &sql,
+                args![
+                    user.id,
+                    double_entry as i64,
+                    (user.role >= Role::Supervisor) as i64,
+                    now,
+                    key.submission_id,
+                    &key.field
+                ],
+            )?
+            .get(0)?;
         if n == 0 {
             return Err(StoreError::Conflict(format!(
                 "{} of submission {} is not available to you (reviewed, or held by another reviewer)",
                 key.field, key.submission_id
             )));
         }
-        tx.execute("DELETE FROM leases WHERE user_id = ?1", [user.id])?;
+        tx.execute("DELETE FROM leases WHERE user_id = ?1", args![user.id])?;
         let expires = now + LEASE_MS;
         tx.execute(
-            "INSERT OR REPLACE INTO leases (submission_id, field, user_id, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![key.submission_id, key.field, user.id, expires],
+            UPSERT_LEASE,
+            args![key.submission_id, &key.field, user.id, expires],
         )?;
         tx.commit()?;
         Ok(expires)
@@ -284,65 +286,66 @@ impl Store {
 
     /// Give back the leases `user` holds.
     pub fn release(&self, user: &User) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM leases WHERE user_id = ?1", [user.id])?;
+        self.db
+            .execute("DELETE FROM leases WHERE user_id = ?1", args![user.id])?;
         Ok(())
     }
 
     pub fn field_state(&self, key: &ItemKey) -> Result<Option<FieldState>> {
         let now = now_ms();
-        let row = self
-            .conn
-            .query_row(
-                "SELECT f.machine_value, f.machine_status, f.confidence, f.flags, f.severity, f.value, f.provenance, f.state, \
-                        f.crop_sha256, f.reviewed_by, f.reviewed_ms, u.name, l.expires_ms \
-                 FROM fields f LEFT JOIN leases l ON l.submission_id = f.submission_id AND l.field = f.field AND l.expires_ms > ?3 \
-                 LEFT JOIN users u ON u.id = l.user_id \
-                 WHERE f.submission_id = ?1 AND f.field = ?2",
-                params![key.submission_id, key.field, now],
-                |r| {
-                    Ok(FieldState {
-                        submission_id: key.submission_id,
-                        field: key.field.clone(),
-                        machine_value: r.get(0)?,
-                        machine_status: r.get(1)?,
-                        confidence: r.get(2)?,
-                        flags: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
-                        severity: r.get(4)?,
-                        value: r.get(5)?,
-                        provenance: r.get(6)?,
-                        state: r.get(7)?,
-                        crop_sha256: r.get(8)?,
-                        reviewed_by: r.get(9)?,
-                        reviewed_ms: r.get(10)?,
-                        leased_by: r.get(11)?,
-                        lease_expires_ms: r.get(12)?,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(row)
+        let Some(r) = self.db.query_opt(
+            "SELECT f.machine_value, f.machine_status, f.confidence, f.flags, f.severity, f.value, f.provenance, f.state, \
+                    f.crop_sha256, f.reviewed_by, f.reviewed_ms, u.name, l.expires_ms \
+             FROM fields f LEFT JOIN leases l ON l.submission_id = f.submission_id AND l.field = f.field AND l.expires_ms > ?3 \
+             LEFT JOIN users u ON u.id = l.user_id \
+             WHERE f.submission_id = ?1 AND f.field = ?2",
+            args![key.submission_id, &key.field, now],
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(FieldState {
+            submission_id: key.submission_id,
+            field: key.field.clone(),
+            machine_value: r.get(0)?,
+            machine_status: r.get(1)?,
+            confidence: r.get(2)?,
+            flags: serde_json::from_str(&r.get::<String>(3)?).unwrap_or_default(),
+            severity: r.get(4)?,
+            value: r.get(5)?,
+            provenance: r.get(6)?,
+            state: r.get(7)?,
+            crop_sha256: r.get(8)?,
+            reviewed_by: r.get(9)?,
+            reviewed_ms: r.get(10)?,
+            leased_by: r.get(11)?,
+            lease_expires_ms: r.get(12)?,
+        }))
     }
 
     /// The double entries recorded for an item: (user, action, value).
     pub fn entries_for(&self, key: &ItemKey) -> Result<Vec<(String, String, Option<i64>)>> {
-        let mut st = self.conn.prepare(
-            "SELECT u.name, e.action, e.value FROM entries e JOIN users u ON u.id = e.user_id \
-             WHERE e.submission_id = ?1 AND e.field = ?2 ORDER BY e.id",
-        )?;
-        let rows = st.query_map(params![key.submission_id, key.field], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.db
+            .query(
+                "SELECT u.name, e.action, e.value FROM entries e JOIN users u ON u.id = e.user_id \
+                 WHERE e.submission_id = ?1 AND e.field = ?2 ORDER BY e.id",
+                args![key.submission_id, &key.field],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
     }
 
     /// Current values of every field of a submission (for live rule checks).
     pub fn current_values(&self, submission_id: i64) -> Result<BTreeMap<String, Option<i64>>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT field, value FROM fields WHERE submission_id = ?1")?;
-        let rows = st.query_map([submission_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.db
+            .query(
+                "SELECT field, value FROM fields WHERE submission_id = ?1",
+                args![submission_id],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 
     /// Record a review. The review, the field's new value and its audit entry commit in one
@@ -371,40 +374,39 @@ impl Store {
             .reason
             .as_deref()
             .map(|r| r.chars().take(500).collect::<String>());
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.begin(TxKind::Write)?;
         let now = now_ms();
-        let row: Option<(Option<i64>, Option<i64>, String)> = tx
-            .query_row(
-                "SELECT machine_value, value, state FROM fields WHERE submission_id = ?1 AND field = ?2",
-                params![key.submission_id, key.field],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let Some((machine, current, state)) = row else {
+        let Some(row) = tx.query_opt(
+            "SELECT machine_value, value, state FROM fields WHERE submission_id = ?1 AND field = ?2",
+            args![key.submission_id, &key.field],
+        )?
+        else {
             return Err(StoreError::NotFound(format!(
                 "field {} of submission {}",
                 key.field, key.submission_id
             )));
         };
-        let holder: Option<i64> = tx
-            .query_row(
-                "SELECT user_id FROM leases WHERE submission_id = ?1 AND field = ?2 AND expires_ms > ?3",
-                params![key.submission_id, key.field, now],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let machine: Option<i64> = row.get(0)?;
+        let current: Option<i64> = row.get(1)?;
+        let state: String = row.get(2)?;
+        let holder: Option<i64> = match tx.query_opt(
+            "SELECT user_id FROM leases WHERE submission_id = ?1 AND field = ?2 AND expires_ms > ?3",
+            args![key.submission_id, &key.field, now],
+        )? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        };
         if holder.is_some_and(|h| h != user.id) {
             return Err(StoreError::Conflict(
                 "another reviewer holds this item".into(),
             ));
         }
-        let entered: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM entries WHERE submission_id = ?1 AND field = ?2 AND user_id = ?3",
-            params![key.submission_id, key.field, user.id],
-            |r| r.get(0),
-        )?;
+        let entered: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM entries WHERE submission_id = ?1 AND field = ?2 AND user_id = ?3",
+                args![key.submission_id, &key.field, user.id],
+            )?
+            .get(0)?;
         let supervisor = user.role >= Role::Supervisor;
         let direct = match state.as_str() {
             "open" if !double_entry => true,
@@ -428,11 +430,11 @@ impl Store {
         let (value, provenance) = resolve(input, machine);
         tx.execute(
             "INSERT INTO entries (submission_id, field, round, user_id, action, value, reason, at_ms) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)",
-            params![key.submission_id, key.field, user.id, input.action.as_str(), value, reason, now],
+            args![key.submission_id, &key.field, user.id, input.action.as_str(), value, reason.clone(), now],
         )?;
         tx.execute(
             "DELETE FROM leases WHERE submission_id = ?1 AND field = ?2",
-            params![key.submission_id, key.field],
+            args![key.submission_id, &key.field],
         )?;
         let outcome = if direct {
             apply(
@@ -462,16 +464,15 @@ impl Store {
                     reason: reason.as_deref(),
                 },
             )?;
-            let others: Vec<(String, String, Option<i64>)> = {
-                let mut st = tx.prepare(
+            let others: Vec<(String, String, Option<i64>)> = tx
+                .query(
                     "SELECT u.name, e.action, e.value FROM entries e JOIN users u ON u.id = e.user_id \
                      WHERE e.submission_id = ?1 AND e.field = ?2 AND e.user_id <> ?3 ORDER BY e.id",
-                )?;
-                st.query_map(params![key.submission_id, key.field, user.id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<std::result::Result<_, _>>()?
-            };
+                    args![key.submission_id, &key.field, user.id],
+                )?
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .collect::<Result<_>>()?;
             match others.first() {
                 None => ReviewOutcome::Recorded,
                 Some((other, action, other_value)) => {
@@ -497,7 +498,7 @@ impl Store {
                     } else {
                         tx.execute(
                             "UPDATE fields SET state = 'disputed' WHERE submission_id = ?1 AND field = ?2",
-                            params![key.submission_id, key.field],
+                            args![key.submission_id, &key.field],
                         )?;
                         ReviewOutcome::Disputed
                     }
@@ -512,31 +513,27 @@ impl Store {
     pub fn export(&self) -> Result<Vec<ExportSubmission>> {
         let subs = self.submissions()?;
         let mut out = Vec::new();
-        let mut st = self.conn.prepare(
-            "SELECT field, value, provenance, machine_value, confidence, flags, reviewed_by, reviewed_ms \
-             FROM fields WHERE submission_id = ?1 ORDER BY ord",
-        )?;
         for s in subs {
             let report = self.report(s.id)?;
             let mut fields = BTreeMap::new();
-            let rows = st.query_map([s.id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    ExportField {
-                        value: r.get(1)?,
-                        provenance: r.get(2)?,
-                        machine_value: r.get(3)?,
-                        machine_confidence: r.get(4)?,
-                        flags: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-                        reviewed_by: r.get(6)?,
-                        reviewed_ms: r.get(7)?,
-                        photo_sha256: None,
-                        page: None,
-                    },
-                ))
-            })?;
-            for row in rows {
-                let (fid, mut f) = row?;
+            let rows = self.db.query(
+                "SELECT field, value, provenance, machine_value, confidence, flags, reviewed_by, reviewed_ms \
+                 FROM fields WHERE submission_id = ?1 ORDER BY ord",
+                args![s.id],
+            )?;
+            for r in rows {
+                let fid: String = r.get(0)?;
+                let mut f = ExportField {
+                    value: r.get(1)?,
+                    provenance: r.get(2)?,
+                    machine_value: r.get(3)?,
+                    machine_confidence: r.get(4)?,
+                    flags: serde_json::from_str(&r.get::<String>(5)?).unwrap_or_default(),
+                    reviewed_by: r.get(6)?,
+                    reviewed_ms: r.get(7)?,
+                    photo_sha256: None,
+                    page: None,
+                };
                 if let Some(src) = report
                     .as_ref()
                     .and_then(|r| r.fields.get(&fid))
@@ -567,14 +564,18 @@ impl Store {
 
     /// The audit log (optionally of one submission).
     pub fn audit_entries(&self, submission: Option<i64>) -> Result<Vec<super::AuditEntry>> {
-        audit::entries(&self.conn, submission)
+        audit::entries(&self.db, submission)
     }
 
     /// Verify the audit chain and replay it against the stored values.
     pub fn verify_audit(&self) -> Result<std::result::Result<usize, super::AuditProblem>> {
-        audit::verify(&self.conn)
+        audit::verify(&self.db)
     }
 }
+
+/// Lease an item, replacing an expired lease of another user (callers check availability).
+const UPSERT_LEASE: &str = "INSERT INTO leases (submission_id, field, user_id, expires_ms) VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (submission_id, field) DO UPDATE SET user_id = excluded.user_id, expires_ms = excluded.expires_ms";
 
 /// The value and provenance a review gives, relative to the machine's reading.
 fn resolve(input: &ReviewInput, machine: Option<i64>) -> (Option<i64>, Provenance) {
@@ -590,7 +591,7 @@ fn resolve(input: &ReviewInput, machine: Option<i64>) -> (Option<i64>, Provenanc
 
 #[allow(clippy::too_many_arguments)]
 fn apply(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &super::db::Conn,
     key: &ItemKey,
     actor: &str,
     old: Option<i64>,
@@ -603,7 +604,7 @@ fn apply(
     tx.execute(
         "UPDATE fields SET value = ?3, provenance = ?4, state = 'resolved', reviewed_by = ?5, reviewed_ms = ?6 \
          WHERE submission_id = ?1 AND field = ?2",
-        params![key.submission_id, key.field, value, provenance.as_str(), actor, now],
+        args![key.submission_id, &key.field, value, provenance.as_str(), actor, now],
     )?;
     let reason = match reason {
         Some(r) if !r.is_empty() => format!("{}: {r}", action.as_str()),

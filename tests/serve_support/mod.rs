@@ -81,8 +81,13 @@ pub fn fixture_report(sha: &str, name: &str) -> SubmissionReport {
 
 /// Open a store in `dir` with the four accounts and one ingested submission; returns its id.
 pub fn setup(dir: &Path) -> i64 {
+    setup_store(Store::open(dir).unwrap())
+}
+
+/// [`setup`] on an opened store (any backend).
+pub fn setup_store(store: Store) -> i64 {
     let order = template().numeric_fields().map(|f| f.id.clone()).collect();
-    let mut store = Store::open(dir).unwrap().with_field_order(order);
+    let mut store = store.with_field_order(order);
     for (name, role) in [
         (REVIEWER, Role::Reviewer),
         (REVIEWER2, Role::Reviewer),
