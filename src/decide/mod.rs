@@ -1126,6 +1126,17 @@ mod tests {
             .collect()
     }
 
+    /// Boxes read for sure as `text`, then one last box with the given top-3.
+    fn sure_then(text: &str, top: [(&str, f32); 3]) -> Vec<Prediction> {
+        let mut boxes = sure(text);
+        boxes.push(Prediction {
+            label: lab(top[0].0),
+            confidence: top[0].1,
+            top: top.map(|(l, p)| (lab(l), p)),
+        });
+        boxes
+    }
+
     fn ev(id: &str, boxes: Vec<Prediction>) -> FieldEvidence {
         FieldEvidence {
             id: id.into(),
@@ -1206,12 +1217,7 @@ mod tests {
         let t = template();
         // b1.l last box: 6 (0.6) or 0 (0.36). Two independent hard rules (b1.lp = b1.l + b1.p
         // and b4.l = b1.l + b2.l + b3.l, all other fields sure) hold for 80 only: 80 is certain.
-        let mut uncertain = sure("X8");
-        uncertain.push(Prediction {
-            label: lab("6"),
-            confidence: 0.6,
-            top: [(lab("6"), 0.6), (lab("0"), 0.36), (lab("5"), 0.04)],
-        });
+        let uncertain = sure_then("X8", [("6", 0.6), ("0", 0.36), ("5", 0.04)]);
         let d = decide(&t, &page1(&[("b1.l", uncertain)]), &DecideConfig::default());
         let f = &d.fields["b1.l"];
         assert_eq!(f.value, Some(80), "{f:?}");
@@ -1227,12 +1233,7 @@ mod tests {
         // dpt.l last box: 8 (0.6) or 9 (0.36). Only dpt.lp_sum links dpt.l, and it holds for 99;
         // an officer's slip is as plausible as the misread, so the reading 98 stays and the
         // broken rule is flagged, with 99 offered first among the alternatives.
-        let mut uncertain = sure("X9");
-        uncertain.push(Prediction {
-            label: lab("8"),
-            confidence: 0.6,
-            top: [(lab("8"), 0.6), (lab("9"), 0.36), (lab("3"), 0.04)],
-        });
+        let uncertain = sure_then("X9", [("8", 0.6), ("9", 0.36), ("3", 0.04)]);
         let d = decide(
             &t,
             &page1(&[("dpt.l", uncertain)]),
@@ -1348,12 +1349,7 @@ mod tests {
         let t = template();
         // dpt.l read 99 at only 0.95 (alternative 98); the sum with the sure dpt.p and dpt.lp
         // holds for 99 only, so the cross-check makes 99 near certain (odds 19 x 19).
-        let mut uncertain = sure("X9");
-        uncertain.push(Prediction {
-            label: lab("9"),
-            confidence: 0.95,
-            top: [(lab("9"), 0.95), (lab("8"), 0.04), (lab("4"), 0.01)],
-        });
+        let uncertain = sure_then("X9", [("9", 0.95), ("8", 0.04), ("4", 0.01)]);
         let d = decide(
             &t,
             &page1(&[("dpt.l", uncertain)]),
@@ -1371,12 +1367,7 @@ mod tests {
         // dpt.l read 99 at 0.83 (alternative 95 at 0.17): the one rule that holds for 99 lifts
         // the odds at most (1 - e) / e = 19-fold, not enough: an officer who miscounted and a
         // misread that lands on the consistent value must not pass unseen.
-        let mut uncertain = sure("X9");
-        uncertain.push(Prediction {
-            label: lab("9"),
-            confidence: 0.83,
-            top: [(lab("9"), 0.83), (lab("5"), 0.17), (lab("4"), 0.0)],
-        });
+        let uncertain = sure_then("X9", [("9", 0.83), ("5", 0.17), ("4", 0.0)]);
         let d = decide(
             &t,
             &page1(&[("dpt.l", uncertain)]),
