@@ -23,6 +23,10 @@ mod factor;
 pub struct DecideConfig {
     /// Minimum probability that a field's value is right for it to be accepted.
     pub accept_threshold: f64,
+    /// Minimum probability for a field that no equality rule (hard or soft) checks, such as the
+    /// date: its acceptance rests on the model alone, so it needs more than `accept_threshold`
+    /// (the higher of the two applies).
+    pub unchecked_accept_threshold: f64,
     /// Prior probability that one hard rule is broken on paper by the officer. Used when rules
     /// help choose among a field's alternative readings.
     pub officer_error_prior: f64,
@@ -42,6 +46,7 @@ impl Default for DecideConfig {
     fn default() -> Self {
         DecideConfig {
             accept_threshold: 0.995,
+            unchecked_accept_threshold: 0.999,
             officer_error_prior: 0.05,
             soft_rule_error_prior: 0.1,
             bubble_reliability: 0.95,
@@ -560,6 +565,16 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
 
     resolve_with_rules(&rules, &mut fields, &cands, &doubtful_fields, cfg);
 
+    // Fields no equality rule reads are accepted on the model's word alone: stricter threshold.
+    let unchecked_ids = unchecked_fields(template, &rules);
+    let threshold_of = |id: &str| {
+        if unchecked_ids.contains(id) {
+            cfg.accept_threshold.max(cfg.unchecked_accept_threshold)
+        } else {
+            cfg.accept_threshold
+        }
+    };
+
     // Accept or flag each field on its own evidence.
     for f in template.numeric_fields() {
         let Some(r) = fields.get_mut(&f.id) else {
@@ -581,7 +596,8 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
             });
             continue;
         }
-        if r.confidence < cfg.accept_threshold && r.flags.is_empty() {
+        let needed = threshold_of(&f.id);
+        if r.confidence < needed && r.flags.is_empty() {
             r.flags.push(FlagCode::LowConfidence.as_str().into());
             flags.push(Flag {
                 code: FlagCode::LowConfidence,
@@ -590,7 +606,7 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
                     f.id,
                     r.value.map_or("nothing".into(), |v| v.to_string()),
                     r.confidence,
-                    cfg.accept_threshold
+                    needed
                 ),
                 field: Some(f.id.clone()),
                 rule: None,
@@ -664,9 +680,9 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
         }
         flags.push(flag);
     }
-    for r in fields.values_mut() {
+    for (id, r) in fields.iter_mut() {
         if r.status != FieldStatus::Missing {
-            r.status = if r.flags.is_empty() && r.confidence >= cfg.accept_threshold {
+            r.status = if r.flags.is_empty() && r.confidence >= threshold_of(id) {
                 FieldStatus::Accepted
             } else {
                 FieldStatus::Flagged
@@ -1077,6 +1093,19 @@ fn joint_posterior(
     Some(post)
 }
 
+/// Numeric fields of `template` that no equality rule (hard or soft) reads.
+pub fn unchecked_fields(template: &Template, rules: &[Rule]) -> std::collections::HashSet<String> {
+    template
+        .numeric_fields()
+        .filter(|f| {
+            !rules
+                .iter()
+                .any(|r| r.op == CmpOp::Eq && r.fields.iter().any(|x| *x == f.id))
+        })
+        .map(|f| f.id.clone())
+        .collect()
+}
+
 /// Field kinds that are numbers read from boxes.
 pub fn is_numeric(kind: FieldKind) -> bool {
     matches!(
@@ -1245,6 +1274,38 @@ mod tests {
         assert!(f.flags.iter().any(|c| c == "rule_violated"), "{f:?}");
         assert_eq!(f.alternatives.first().and_then(|a| a.value), Some(99));
         assert!(f.confidence < 0.1, "{f:?}");
+    }
+
+    #[test]
+    fn only_the_day_of_the_date_is_unchecked() {
+        let t = template();
+        let u = unchecked_fields(&t, &t.rules());
+        // Every count is in a sum; year and month have expected values (soft equalities).
+        assert_eq!(
+            u.into_iter().collect::<Vec<_>>(),
+            vec!["date.day".to_string()]
+        );
+    }
+
+    #[test]
+    fn unchecked_fields_need_the_stricter_threshold() {
+        let t = template();
+        let cfg = DecideConfig::default();
+        let day = |p: f32| {
+            let mut e = page1(&[]);
+            e.push(ev(
+                "date.day",
+                sure_then("1", [("4", p), ("6", 1.0 - p), ("9", 0.0)]),
+            ));
+            decide(&t, &e, &cfg).fields["date.day"].clone()
+        };
+        // 0.997 would pass the general threshold (0.995) but not the unchecked one (0.999).
+        let weak = day(0.997);
+        assert_eq!(weak.value, Some(14));
+        assert_eq!(weak.status, FieldStatus::Flagged, "{weak:?}");
+        assert!(weak.flags.iter().any(|c| c == "low_confidence"));
+        let strong = day(0.9999);
+        assert_eq!(strong.status, FieldStatus::Accepted, "{strong:?}");
     }
 
     #[test]
