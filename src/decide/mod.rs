@@ -1100,7 +1100,7 @@ pub fn unchecked_fields(template: &Template, rules: &[Rule]) -> std::collections
         .filter(|f| {
             !rules
                 .iter()
-                .any(|r| r.op == CmpOp::Eq && r.fields.iter().any(|x| *x == f.id))
+                .any(|r| r.op == CmpOp::Eq && r.fields.contains(&f.id))
         })
         .map(|f| f.id.clone())
         .collect()
