@@ -66,6 +66,10 @@ pub struct SubmissionReport {
     pub status: SubmissionStatus,
     pub template: String,
     pub model: String,
+    /// The decision settings the fields were judged with (absent in results written before
+    /// they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<DecideConfig>,
     pub pages: Vec<PageReport>,
     pub fields: BTreeMap<String, FieldReport>,
     pub checks: Vec<CheckReport>,
@@ -433,6 +437,7 @@ impl<M: Model> Pipeline<M> {
             status,
             template: self.template.id.clone(),
             model: self.model_name.clone(),
+            settings: Some(self.config.clone()),
             pages,
             fields: decision.fields,
             checks: decision.checks,

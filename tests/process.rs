@@ -64,6 +64,8 @@ fn summary(r: &Value) -> Value {
         .collect();
     serde_json::json!({
         "status": r["status"],
+        // The settings the fields were judged with: a change of them shows in the golden diff.
+        "settings": r["settings"],
         "pages": r["pages"].as_array().map(|p| p.iter().map(|p| p["page"].clone()).collect::<Vec<_>>()),
         "fields": fields,
         "flags": flag_codes(r),

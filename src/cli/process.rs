@@ -114,6 +114,26 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
         None => None,
     };
     let total_pages: usize = subs.iter().map(|s| s.files.len()).sum();
+    if !args.quiet {
+        // Say which settings judge the fields: a models/decide.toml in the working folder
+        // takes precedence over the project's.
+        let settings = project_file(&args.config);
+        eprintln!(
+            "model {} ({}); settings {} (accept at {}, unchecked fields at {})",
+            card.name,
+            card_path.display(),
+            if settings.exists() {
+                settings.display().to_string()
+            } else {
+                "built-in defaults".to_string()
+            },
+            pipeline.config.accept_threshold,
+            pipeline
+                .config
+                .accept_threshold
+                .max(pipeline.config.unchecked_accept_threshold)
+        );
+    }
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
