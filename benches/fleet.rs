@@ -38,22 +38,6 @@ fn children_cpu_seconds() -> f64 {
     (ticks(13) + ticks(14)) / 100.0
 }
 
-fn url_with_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{db}?{q}"),
-        None => format!("{host_part}/{db}"),
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::env::set_current_dir(root)?;
@@ -105,7 +89,7 @@ fn main() -> anyhow::Result<()> {
     for workers in FLEETS {
         let name = format!("rekap_bench_fleet_{}_{workers}", std::process::id());
         admin_client.batch_execute(&format!("CREATE DATABASE {name}"))?;
-        let url = url_with_db(&admin, &name);
+        let url = rekap::store::postgres_url_with_db(&admin, &name);
         let run = (|| -> anyhow::Result<(f64, f64, f64)> {
             let mut store = Store::open_postgres(&url, Some(&photos), Migrate::Apply)?;
             for i in 0..subs {
@@ -173,7 +157,7 @@ fn main() -> anyhow::Result<()> {
             const INGESTS: usize = 200;
             let name = format!("rekap_bench_ingest_{}", std::process::id());
             admin_client.batch_execute(&format!("CREATE DATABASE {name}"))?;
-            let url = url_with_db(&admin, &name);
+            let url = rekap::store::postgres_url_with_db(&admin, &name);
             let r = (|| -> anyhow::Result<f64> {
                 let mut store = Store::open_postgres(&url, Some(&photos), Migrate::Apply)?;
                 let mut ids = Vec::new();

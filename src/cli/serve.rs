@@ -120,20 +120,29 @@ fn run_postgres(args: ServeArgs, url: &str) -> anyhow::Result<()> {
         ..ServeConfig::default()
     };
     let state = AppState::new(store, template, config, None);
+    let banner = format!(
+        "rekap serve: {} photos {} (uploads are read by `rekap worker`)",
+        crate::store::describe_postgres_url(url),
+        photos.display()
+    );
+    serve_on(&args.listen, state, &[banner])
+}
+
+/// Bind `listen`, print `lines` and then the address line (tests and scripts read it to find
+/// the port), and serve until shutdown.
+fn serve_on(listen: &str, state: AppState, lines: &[String]) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+            .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
-        println!(
-            "rekap serve: {} photos {} (uploads are read by `rekap worker`)",
-            crate::store::describe_postgres_url(url),
-            photos.display()
-        );
+        for l in lines {
+            println!("{l}");
+        }
         println!("listening on http://{addr}/");
         use std::io::Write;
         std::io::stdout().flush()?;
@@ -215,27 +224,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..ServeConfig::default()
     };
     let state = AppState::new(store, template, config, processor);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        println!("rekap serve: data folder {}", data.display());
-        for (name, role, pw) in &demo_accounts {
-            println!("demo account: {name} / {pw} ({})", role.as_str());
-        }
-        if args.demo {
-            println!("processing the demo photos in the background; flags appear in the queue as they finish");
-        }
-        // Tests and scripts read this line to find the port.
-        println!("listening on http://{addr}/");
-        use std::io::Write;
-        std::io::stdout().flush()?;
-        crate::serve::serve(listener, state).await?;
-        anyhow::Ok(())
-    })
+    let mut lines = vec![format!("rekap serve: data folder {}", data.display())];
+    for (name, role, pw) in &demo_accounts {
+        lines.push(format!("demo account: {name} / {pw} ({})", role.as_str()));
+    }
+    if args.demo {
+        lines.push(
+            "processing the demo photos in the background; flags appear in the queue as they finish"
+                .to_string(),
+        );
+    }
+    serve_on(&args.listen, state, &lines)
 }

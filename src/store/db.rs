@@ -374,6 +374,23 @@ impl Pg {
     }
 }
 
+/// `url` (a PostgreSQL URL) with its database name replaced by `db`; query parameters kept.
+pub fn postgres_url_with_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{db}?{q}"),
+        None => format!("{host_part}/{db}"),
+    }
+}
+
 /// A safe description of a PostgreSQL URL for messages (host, port, database, user; never the
 /// password).
 pub fn describe_postgres_url(url: &str) -> String {

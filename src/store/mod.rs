@@ -19,7 +19,7 @@ mod queue;
 mod review;
 
 pub use audit::{AuditEntry, AuditProblem};
-pub use db::describe_postgres_url;
+pub use db::{describe_postgres_url, postgres_url_with_db};
 pub use queue::{IngestOutcome, Job, JobFate, JobRow, QueueStats};
 pub use review::{
     ExportField, ExportSubmission, ItemKey, Provenance, QueueItem, ReviewAction, ReviewInput,

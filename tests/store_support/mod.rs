@@ -20,23 +20,6 @@ pub struct TestDb {
     pub pg: Option<(String, String, String)>,
 }
 
-/// `url` with its database name replaced by `db`.
-pub fn url_with_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{db}?{q}"),
-        None => format!("{host_part}/{db}"),
-    }
-}
-
 fn require_pg() -> bool {
     std::env::var(REQUIRE_PG_ENV).is_ok_and(|v| v == "1")
 }
@@ -83,7 +66,11 @@ impl TestDb {
             .unwrap();
         Some(TestDb {
             dir: tempfile::tempdir().unwrap(),
-            pg: Some((url_with_db(&admin, &name), admin, name)),
+            pg: Some((
+                rekap::store::postgres_url_with_db(&admin, &name),
+                admin,
+                name,
+            )),
         })
     }
 
@@ -173,12 +160,15 @@ macro_rules! both {
 #[test]
 fn url_db_is_replaced() {
     assert_eq!(
-        url_with_db("postgres://u@127.0.0.1:5433/rekap_test", "x"),
+        rekap::store::postgres_url_with_db("postgres://u@127.0.0.1:5433/rekap_test", "x"),
         "postgres://u@127.0.0.1:5433/x"
     );
     assert_eq!(
-        url_with_db("postgresql://u:p@h/db?sslmode=disable", "y"),
+        rekap::store::postgres_url_with_db("postgresql://u:p@h/db?sslmode=disable", "y"),
         "postgresql://u:p@h/y?sslmode=disable"
     );
-    assert_eq!(url_with_db("postgres://h", "z"), "postgres://h/z");
+    assert_eq!(
+        rekap::store::postgres_url_with_db("postgres://h", "z"),
+        "postgres://h/z"
+    );
 }
