@@ -63,15 +63,21 @@ pub fn project_file(p: &Path) -> PathBuf {
 
 /// Load decision settings; a missing default file means built-in defaults.
 pub fn load_config(path: &Path) -> anyhow::Result<DecideConfig> {
+    load_config_with_source(path).map(|(c, _)| c)
+}
+
+/// [`load_config`], also returning the file actually read (`None`: built-in defaults).
+pub fn load_config_with_source(path: &Path) -> anyhow::Result<(DecideConfig, Option<PathBuf>)> {
     let p = project_file(path);
     if !p.exists() {
         if path == Path::new(DEFAULT_DECIDE_CONFIG) {
-            return Ok(DecideConfig::default());
+            return Ok((DecideConfig::default(), None));
         }
         anyhow::bail!("decision settings {} not found", path.display());
     }
     let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+    let cfg = toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+    Ok((cfg, Some(p)))
 }
 
 pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
@@ -86,7 +92,7 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
     let card = ModelCard::read(&card_path)?;
     let pool: ModelPool<OrtModel> =
         ModelPool::ort(card_path.clone(), crate::recognize::DEFAULT_BATCH_SIZE)?;
-    let config = load_config(&args.config)?;
+    let (config, settings_file) = load_config_with_source(&args.config)?;
     let subs = discover(&args.paths)?;
     if subs.is_empty() {
         anyhow::bail!("no photos found under the given paths");
@@ -117,16 +123,11 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
     if !args.quiet {
         // Say which settings judge the fields: a models/decide.toml in the working folder
         // takes precedence over the project's.
-        let settings = project_file(&args.config);
         eprintln!(
             "model {} ({}); settings {} (accept at {}, unchecked fields at {})",
             card.name,
             card_path.display(),
-            if settings.exists() {
-                settings.display().to_string()
-            } else {
-                "built-in defaults".to_string()
-            },
+            settings_file.map_or("built-in defaults".to_string(), |p| p.display().to_string()),
             pipeline.config.accept_threshold,
             pipeline
                 .config

@@ -13,7 +13,7 @@
 use crate::recognize::{Label, Prediction};
 use crate::template::{CmpOp, FieldKind, Rule, RuleKind, RuleOutcome, Template};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 mod factor;
 
@@ -424,7 +424,7 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
     let mut flags: Vec<Flag> = Vec::new();
     let mut fields: BTreeMap<String, FieldReport> = BTreeMap::new();
     let mut cands: HashMap<String, Vec<Candidate>> = HashMap::new();
-    let mut doubtful_fields: HashMap<String, bool> = HashMap::new();
+    let mut doubtful_fields: HashSet<String> = HashSet::new();
 
     for f in template.numeric_fields() {
         let Some(ev) = by_id.get(f.id.as_str()) else {
@@ -558,7 +558,9 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
                 format!("{}: part of the boxes is outside the photo", f.id),
             );
         }
-        doubtful_fields.insert(f.id.clone(), !ev.doubtful.is_empty());
+        if !ev.doubtful.is_empty() {
+            doubtful_fields.insert(f.id.clone());
+        }
         cands.insert(f.id.clone(), cs);
         fields.insert(f.id.clone(), report);
     }
@@ -725,7 +727,7 @@ fn resolve_with_rules(
     rules: &[Rule],
     fields: &mut BTreeMap<String, FieldReport>,
     cands: &HashMap<String, Vec<Candidate>>,
-    doubtful: &HashMap<String, bool>,
+    doubtful: &HashSet<String>,
     cfg: &DecideConfig,
 ) {
     let linked: Vec<&Rule> = rules.iter().collect();
@@ -760,7 +762,7 @@ fn resolve_with_rules(
             .map(|id| {
                 field_options(
                     cands.get(id).map(|v| v.as_slice()).unwrap_or(&[]),
-                    doubtful.get(id).copied().unwrap_or(false),
+                    doubtful.contains(id),
                 )
             })
             .collect();
@@ -1094,7 +1096,7 @@ fn joint_posterior(
 }
 
 /// Numeric fields of `template` that no equality rule (hard or soft) reads.
-pub fn unchecked_fields(template: &Template, rules: &[Rule]) -> std::collections::HashSet<String> {
+pub fn unchecked_fields(template: &Template, rules: &[Rule]) -> HashSet<String> {
     template
         .numeric_fields()
         .filter(|f| {
@@ -1164,6 +1166,16 @@ mod tests {
             top: top.map(|(l, p)| (lab(l), p)),
         });
         boxes
+    }
+
+    /// Decide the consistent page 1 with field `id` read as `boxes`; that field's report.
+    fn decide_page1(id: &str, boxes: Vec<Prediction>) -> FieldReport {
+        let d = decide(
+            &template(),
+            &page1(&[(id, boxes)]),
+            &DecideConfig::default(),
+        );
+        d.fields[id].clone()
     }
 
     fn ev(id: &str, boxes: Vec<Prediction>) -> FieldEvidence {
@@ -1243,12 +1255,12 @@ mod tests {
 
     #[test]
     fn hard_rules_choose_among_the_models_own_alternatives() {
-        let t = template();
         // b1.l last box: 6 (0.6) or 0 (0.36). Two independent hard rules (b1.lp = b1.l + b1.p
         // and b4.l = b1.l + b2.l + b3.l, all other fields sure) hold for 80 only: 80 is certain.
-        let uncertain = sure_then("X8", [("6", 0.6), ("0", 0.36), ("5", 0.04)]);
-        let d = decide(&t, &page1(&[("b1.l", uncertain)]), &DecideConfig::default());
-        let f = &d.fields["b1.l"];
+        let f = &decide_page1(
+            "b1.l",
+            sure_then("X8", [("6", 0.6), ("0", 0.36), ("5", 0.04)]),
+        );
         assert_eq!(f.value, Some(80), "{f:?}");
         assert!(f.resolved_by.iter().any(|r| r == "b1.lp_sum"), "{f:?}");
         assert!(f.resolved_by.iter().any(|r| r == "b4_sum.l"), "{f:?}");
@@ -1258,17 +1270,13 @@ mod tests {
 
     #[test]
     fn one_rule_alone_never_overturns_the_written_reading() {
-        let t = template();
         // dpt.l last box: 8 (0.6) or 9 (0.36). Only dpt.lp_sum links dpt.l, and it holds for 99;
         // an officer's slip is as plausible as the misread, so the reading 98 stays and the
         // broken rule is flagged, with 99 offered first among the alternatives.
-        let uncertain = sure_then("X9", [("8", 0.6), ("9", 0.36), ("3", 0.04)]);
-        let d = decide(
-            &t,
-            &page1(&[("dpt.l", uncertain)]),
-            &DecideConfig::default(),
+        let f = &decide_page1(
+            "dpt.l",
+            sure_then("X9", [("8", 0.6), ("9", 0.36), ("3", 0.04)]),
         );
-        let f = &d.fields["dpt.l"];
         assert_eq!(f.value, Some(98), "{f:?}");
         assert_eq!(f.status, FieldStatus::Flagged);
         assert!(f.flags.iter().any(|c| c == "rule_violated"), "{f:?}");
@@ -1407,16 +1415,12 @@ mod tests {
 
     #[test]
     fn a_consistent_cross_check_raises_confidence() {
-        let t = template();
         // dpt.l read 99 at only 0.95 (alternative 98); the sum with the sure dpt.p and dpt.lp
         // holds for 99 only, so the cross-check makes 99 near certain (odds 19 x 19).
-        let uncertain = sure_then("X9", [("9", 0.95), ("8", 0.04), ("4", 0.01)]);
-        let d = decide(
-            &t,
-            &page1(&[("dpt.l", uncertain)]),
-            &DecideConfig::default(),
+        let f = &decide_page1(
+            "dpt.l",
+            sure_then("X9", [("9", 0.95), ("8", 0.04), ("4", 0.01)]),
         );
-        let f = &d.fields["dpt.l"];
         assert_eq!(f.value, Some(99));
         assert!(f.confidence >= 0.995, "{f:?}");
         assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
@@ -1424,17 +1428,13 @@ mod tests {
 
     #[test]
     fn one_rule_cannot_carry_a_weak_reading_to_acceptance() {
-        let t = template();
         // dpt.l read 99 at 0.83 (alternative 95 at 0.17): the one rule that holds for 99 lifts
         // the odds at most (1 - e) / e = 19-fold, not enough: an officer who miscounted and a
         // misread that lands on the consistent value must not pass unseen.
-        let uncertain = sure_then("X9", [("9", 0.83), ("5", 0.17), ("4", 0.0)]);
-        let d = decide(
-            &t,
-            &page1(&[("dpt.l", uncertain)]),
-            &DecideConfig::default(),
+        let f = &decide_page1(
+            "dpt.l",
+            sure_then("X9", [("9", 0.83), ("5", 0.17), ("4", 0.0)]),
         );
-        let f = &d.fields["dpt.l"];
         assert_eq!(f.value, Some(99));
         assert!(f.confidence > 0.95 && f.confidence < 0.99, "{f:?}");
         assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
