@@ -30,6 +30,10 @@ pub struct CropsArgs {
     pub out: PathBuf,
     #[arg(long, default_value = DEFAULT_TEMPLATE_PATH)]
     pub template: PathBuf,
+    /// Also write each box's grey crop (as sampled, before ink extraction) as
+    /// `DIR/NNNNNN.png`, numbered like the IDX records, for studying ink extraction.
+    #[arg(long, value_name = "DIR")]
+    pub gray: Option<PathBuf>,
 }
 
 /// Class index of a truth box label (card order).
@@ -44,11 +48,18 @@ fn class_of(label: &str) -> Option<u8> {
 
 struct Sample {
     tensor: Vec<u8>,
+    gray: Option<image::GrayImage>,
     label: u8,
     meta: serde_json::Value,
 }
 
-fn page_samples(template: &Template, truth: &Truth, dir: &Path, page_idx: usize) -> Vec<Sample> {
+fn page_samples(
+    template: &Template,
+    truth: &Truth,
+    dir: &Path,
+    page_idx: usize,
+    keep_gray: bool,
+) -> Vec<Sample> {
     let pt = &truth.pages[page_idx];
     let file = dir.join(&pt.file);
     let Ok(photo) = load::load_photo(&file) else {
@@ -84,6 +95,7 @@ fn page_samples(template: &Template, truth: &Truth, dir: &Path, page_idx: usize)
                     .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
                     .collect(),
                 label,
+                gray: keep_gray.then(|| c.gray.clone()),
                 meta: serde_json::json!({
                     "submission": truth.submission,
                     "file": pt.file,
@@ -134,7 +146,7 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
         .par_iter()
         .flat_map_iter(|&(i, p)| {
             let (d, t) = &truths[i];
-            let s = page_samples(&template, t, d, p);
+            let s = page_samples(&template, t, d, p, args.gray.is_some());
             bar.inc(1);
             s
         })
@@ -161,7 +173,15 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
     lab.write_all(&n.to_be_bytes())?;
     let mut meta = std::io::BufWriter::new(std::fs::File::create(format!("{prefix}-meta.jsonl"))?);
     let mut counts = [0usize; 12];
-    for s in &samples {
+    if let Some(dir) = &args.gray {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    for (k, s) in samples.iter().enumerate() {
+        if let (Some(dir), Some(g)) = (&args.gray, &s.gray) {
+            let path = dir.join(format!("{k:06}.png"));
+            g.save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         img.write_all(&s.tensor)?;
         lab.write_all(&[s.label])?;
         serde_json::to_writer(&mut meta, &s.meta)?;
