@@ -5,7 +5,7 @@
 #
 #   training/make_pipeline_crops.sh            # then:
 #   nice training/.venv/bin/python training/train.py --mnist ../shared/data/mnist --out models/ \
-#       --epochs 6 --extra training/data/pipeline-a --extra training/data/pipeline-b
+#       --epochs 6 --extra training/data/pipeline-a --extra training/data/pipeline-b --extra training/data/pipeline-c
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MNIST="${MNIST:-../shared/data/mnist}"
@@ -13,8 +13,10 @@ OUT=training/data
 mkdir -p "$OUT"
 cargo build --release --quiet
 BIN=target/release/rekap
-# Seeds 9001/9002 are reserved for training data; tests and measurements use other seeds.
+# Seeds 9001-9003 are reserved for training data; tests and measurements use other seeds.
 "$BIN" synth --count 250 --seed 9001 --size 3mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-a"
 "$BIN" synth --count 150 --seed 9002 --size 1.5mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-b"
+"$BIN" synth --count 100 --seed 9003 --size 12mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-c"
 "$BIN" crops --truth "$OUT/synth-a" --out "$OUT/pipeline-a"
 "$BIN" crops --truth "$OUT/synth-b" --out "$OUT/pipeline-b"
+"$BIN" crops --truth "$OUT/synth-c" --out "$OUT/pipeline-c"

@@ -1,6 +1,7 @@
 //! Stage `segment`: cut every box from the photo through the page homography (never warping the
 //! whole page), turn it into an ink map for the digit model, and measure bubbles and tally cells.
 
+pub mod lines;
 pub mod normalize;
 
 use crate::align::Homography;
@@ -30,9 +31,12 @@ pub struct BoxCrop {
     pub off_photo: f64,
     /// The crop's corners in photo pixels (top-left, top-right, bottom-right, bottom-left).
     pub quad_px: [[f64; 2]; 4],
-    /// Paper grey level (80th percentile) and paper-minus-ink range (80th - 1st percentile).
+    /// Paper grey level (80th percentile) and paper-minus-ink range (80th - 1st percentile);
+    /// when box-line remnants were erased, the range is that of what is left.
     pub paper: f64,
     pub range: f64,
+    /// Separate box-line remnants erased from `ink` (`gray` keeps them, for review).
+    pub edge_lines: usize,
 }
 
 /// A crop whose tensor came out empty although its grey range is at least this: a faint mark
@@ -110,8 +114,12 @@ pub fn cut_boxes(
                 b[3] - 2.0 * BOX_MARGIN_MM,
             ];
             let (crop, off) = sample_rect(gray, h, &r, SAMPLE_PX_PER_MM);
-            let ink = ink_map_from_gray(&crop);
-            let (paper, range) = crop_levels(&crop);
+            let mut ink = ink_map_from_gray(&crop);
+            let (paper, mut range) = crop_levels(&crop);
+            let edge_lines = lines::erase_edge_lines(&mut ink);
+            if edge_lines > 0 {
+                range *= normalize::ink_quantile_of_map(&ink);
+            }
             let corners = [
                 [r[0], r[1]],
                 [r[0] + r[2], r[1]],
@@ -126,6 +134,7 @@ pub fn cut_boxes(
                 quad_px,
                 paper,
                 range,
+                edge_lines,
             }
         })
         .collect()

@@ -206,6 +206,19 @@ pub fn ink_map_from_gray(crop: &GrayImage) -> InkMap {
     ink
 }
 
+/// The ink value reached by the darkest [`INK_QUANTILE`] share of an ink map's samples: the
+/// counterpart, in ink units, of the crop's ink level. Used to re-measure a crop's range after
+/// samples were erased from its map.
+pub fn ink_quantile_of_map(ink: &InkMap) -> f64 {
+    let mut v: Vec<f64> = ink.iter().copied().filter(|v| v.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| b.total_cmp(a));
+    let rank = ((v.len() - 1) as f64 * INK_QUANTILE).round() as usize;
+    v[rank]
+}
+
 /// Ink map from an 8-bit image that already stores ink (0 = paper, 255 = full ink), as the
 /// parity fixtures do: `ink = pixel / 255`.
 pub fn ink_map_from_ink_image(img: &GrayImage) -> InkMap {

@@ -335,7 +335,7 @@ class DigitBoxSynth:
 #: Share of training "1"s given a flag (and sometimes a foot), see DigitBoxSynth.flag_one.
 FLAG_ONE_PROB = 0.4
 #: Share of bar-like blank samples kept (see DigitBoxSynth.blank).
-BAR_BLANK_KEEP = 0.15
+BAR_BLANK_KEEP = 0.05
 #: A mark is "bar-like" when its ink is taller than this share of the box...
 BAR_MIN_HEIGHT = 0.45
 #: ...and narrower than this share of its own height.

@@ -1,0 +1,194 @@
+//! Printed box-line remnants along the edges of a digit-box crop.
+//!
+//! The crop stops [`super::BOX_MARGIN_MM`] inside the snapped box edge, yet a blurred or slightly
+//! mis-snapped printed line often leaves a thin dark strip along a crop edge. When such a strip
+//! stands apart from any handwriting, the normalisation blows it up into a perfect `1` (in an
+//! empty box) or stretches the ink bounding box over the whole crop (shrinking the digit beside
+//! it). Measured on `rekap crops --gray` of training synth photos (seed 9001): every such strip
+//! lay within the outer 4 samples of the crop.
+//!
+//! Only ink that is *separate* from everything else and lies *entirely* inside the edge band,
+//! running along the edge, is removed. A stroke of handwriting that touches the strip is part
+//! of the same connected mark and reaches beyond the band, so the whole mark is kept: this never
+//! cuts a digit, it can only leave a remnant in place (as before this step existed).
+//!
+//! Invariants: the ink map keeps its shape; values only ever go down (to 0), and only inside
+//! the outer [`EDGE_BAND_PX`] samples.
+
+use super::normalize::{INK_THRESHOLD, InkMap};
+use image::{GrayImage, Luma};
+use imageproc::region_labelling::{Connectivity, connected_components};
+
+/// Width (in crop samples, 3 per mm) of the edge band a remnant lies in: at most 4 samples in
+/// every remnant measured (line 0.3-0.5 mm plus blur, after snapping to within ~0.2 mm).
+pub const EDGE_BAND_PX: usize = 4;
+/// A separate mark inside the band is a line remnant when it runs along the edge for at least
+/// this share of the edge's length; shorter specks are left to the model, which is trained on
+/// them.
+pub const EDGE_LINE_MIN_SHARE: f64 = 0.3;
+
+/// Remove separate line remnants from the ink map of one box crop; returns how many were
+/// removed.
+pub fn erase_edge_lines(ink: &mut InkMap) -> usize {
+    let (h, w) = ink.dim();
+    // Room for the band on both sides and something in between, else nothing to tell apart.
+    if h < 3 * EDGE_BAND_PX || w < 3 * EDGE_BAND_PX {
+        return 0;
+    }
+    let mask = GrayImage::from_fn(w as u32, h as u32, |x, y| {
+        Luma([u8::from(ink[[y as usize, x as usize]] >= INK_THRESHOLD)])
+    });
+    let labels = connected_components(&mask, Connectivity::Eight, Luma([0u8]));
+    // Bounding box (x0, y0, x1, y1) of each label, label 0 = background.
+    let n = labels.pixels().map(|p| p.0[0]).max().unwrap_or(0) as usize;
+    if n == 0 {
+        return 0;
+    }
+    let mut bbox = vec![(usize::MAX, usize::MAX, 0usize, 0usize); n + 1];
+    for (x, y, p) in labels.enumerate_pixels() {
+        let l = p.0[0] as usize;
+        if l == 0 {
+            continue;
+        }
+        let b = &mut bbox[l];
+        *b = (
+            b.0.min(x as usize),
+            b.1.min(y as usize),
+            b.2.max(x as usize),
+            b.3.max(y as usize),
+        );
+    }
+    let band = EDGE_BAND_PX;
+    let is_remnant = |(x0, y0, x1, y1): (usize, usize, usize, usize)| {
+        if x0 == usize::MAX {
+            return false;
+        }
+        let (len_x, len_y) = ((x1 - x0 + 1) as f64, (y1 - y0 + 1) as f64);
+        let vertical = (x1 < band || x0 >= w - band) && len_y >= EDGE_LINE_MIN_SHARE * h as f64;
+        let horizontal = (y1 < band || y0 >= h - band) && len_x >= EDGE_LINE_MIN_SHARE * w as f64;
+        vertical || horizontal
+    };
+    let remnant: Vec<bool> = bbox.iter().map(|b| is_remnant(*b)).collect();
+    let removed = remnant.iter().filter(|r| **r).count();
+    if removed == 0 {
+        return 0;
+    }
+    // Zero the remnant's own samples and the faint fringe next to them (below the ink
+    // threshold, so not part of any mark) inside the band.
+    let in_band = |x: usize, y: usize| x < band || x >= w - band || y < band || y >= h - band;
+    let mut out = ink.clone();
+    for (x, y, p) in labels.enumerate_pixels() {
+        let (x, y) = (x as usize, y as usize);
+        if remnant[p.0[0] as usize] {
+            for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1), (0, 0)] {
+                let (xx, yy) = (x as i64 + dx, y as i64 + dy);
+                if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
+                    continue;
+                }
+                let (xx, yy) = (xx as usize, yy as usize);
+                let own = labels.get_pixel(xx as u32, yy as u32).0[0] as usize;
+                if in_band(xx, yy) && (own == p.0[0] as usize || own == 0) {
+                    out[[yy, xx]] = 0.0;
+                }
+            }
+        }
+    }
+    *ink = out;
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(ink: &mut InkMap, x0: usize, y0: usize, x1: usize, y1: usize, v: f64) {
+        for y in y0..y1 {
+            for x in x0..x1 {
+                ink[[y, x]] = v;
+            }
+        }
+    }
+
+    #[test]
+    fn separate_edge_line_is_removed_digit_kept() {
+        let mut ink = InkMap::zeros((40, 36));
+        fill(&mut ink, 0, 2, 2, 38, 1.0); // left remnant
+        fill(&mut ink, 2, 2, 3, 38, 0.3); // its faint fringe
+        fill(&mut ink, 16, 8, 20, 32, 0.9); // a "1" in the middle
+        let before = ink.clone();
+        assert_eq!(erase_edge_lines(&mut ink), 1);
+        assert!(ink.slice(ndarray::s![.., 0..3]).iter().all(|v| *v == 0.0));
+        assert_eq!(
+            ink.slice(ndarray::s![.., 4..]),
+            before.slice(ndarray::s![.., 4..])
+        );
+    }
+
+    #[test]
+    fn dashed_and_horizontal_remnants() {
+        let mut ink = InkMap::zeros((40, 40));
+        fill(&mut ink, 0, 38, 40, 40, 1.0); // bottom line, full length
+        fill(&mut ink, 37, 0, 39, 14, 1.0); // right remnant, 35 % of the edge
+        fill(&mut ink, 37, 20, 39, 22, 1.0); // a dash: too short on its own
+        assert_eq!(erase_edge_lines(&mut ink), 2);
+        assert!(ink.slice(ndarray::s![38..40, ..]).iter().all(|v| *v == 0.0));
+        assert!(
+            ink.slice(ndarray::s![0..14, 37..39])
+                .iter()
+                .all(|v| *v == 0.0)
+        );
+        assert_eq!(ink[[21, 38]], 1.0);
+    }
+
+    #[test]
+    fn stroke_touching_the_line_keeps_both() {
+        // A "7" bar running into the left remnant: one mark reaching beyond the band.
+        let mut ink = InkMap::zeros((40, 36));
+        fill(&mut ink, 0, 0, 2, 40, 1.0);
+        fill(&mut ink, 0, 6, 26, 9, 1.0);
+        fill(&mut ink, 22, 6, 25, 34, 1.0);
+        let before = ink.clone();
+        assert_eq!(erase_edge_lines(&mut ink), 0);
+        assert_eq!(ink, before);
+    }
+
+    #[test]
+    fn inner_marks_and_short_specks_kept() {
+        let mut ink = InkMap::zeros((40, 40));
+        fill(&mut ink, 1, 10, 3, 18, 1.0); // 20 % of the edge: a speck or a cut-off stroke
+        fill(&mut ink, 6, 5, 9, 35, 1.0); // a tall stroke just inside the band
+        let before = ink.clone();
+        assert_eq!(erase_edge_lines(&mut ink), 0);
+        assert_eq!(ink, before);
+    }
+
+    #[test]
+    fn empty_and_tiny_maps() {
+        let mut e = InkMap::zeros((40, 40));
+        assert_eq!(erase_edge_lines(&mut e), 0);
+        let mut t = InkMap::from_elem((8, 8), 1.0);
+        assert_eq!(erase_edge_lines(&mut t), 0);
+        assert!(t.iter().all(|v| *v == 1.0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn only_lowers_and_only_in_band(
+            seed in proptest::collection::vec(0.0f64..1.0, 30 * 34)
+        ) {
+            let mut ink = InkMap::from_shape_vec((30, 34), seed).unwrap();
+            let before = ink.clone();
+            erase_edge_lines(&mut ink);
+            for ((y, x), v) in ink.indexed_iter() {
+                let b = before[[y, x]];
+                proptest::prop_assert!(*v == b || *v == 0.0);
+                if *v != b {
+                    proptest::prop_assert!(
+                        x < EDGE_BAND_PX || x >= 34 - EDGE_BAND_PX
+                            || y < EDGE_BAND_PX || y >= 30 - EDGE_BAND_PX
+                    );
+                }
+            }
+        }
+    }
+}
