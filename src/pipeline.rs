@@ -86,6 +86,11 @@ struct PageRead {
 
 /// Where `--crops` writes field crops, and at what resolution.
 pub const CROP_PX_PER_MM: f64 = 4.0;
+/// A page is read only when at least this many mark squares took part in its homography:
+/// three of the four corner marks (two squares each). With fewer the page is identified (by its
+/// tag) but the pose far from the marks seen is off by centimetres (measured on cut-corner
+/// synth photos: 3-100 mm), so its fields are reported missing with the reason.
+pub const MIN_SQUARES_TO_READ: usize = 6;
 /// Margin around a field's boxes in its crop, mm.
 const CROP_MARGIN_MM: f64 = 2.0;
 
@@ -149,6 +154,22 @@ impl<M: Model> Pipeline<M> {
         };
         timings.align_ms = ms(t1);
         report.page = Some(al.page);
+        if al.squares_used < MIN_SQUARES_TO_READ {
+            // Identified by its tag, but with fewer than three marks the homography far from
+            // them is a guess: crops would come from the wrong places. Nothing is read.
+            report.error = Some(format!(
+                "page {} identified by its tag, but only {} of {} registration-mark squares were \
+                 found (a corner cut off or covered?): its numbers are not read; retake the photo \
+                 with the whole page in view",
+                al.page, al.squares_used, al.squares_expected
+            ));
+            report.alignment = Some(al);
+            return PageRead {
+                report,
+                evidence: Vec::new(),
+                timings,
+            };
+        }
         let Some(h) = al.h() else {
             report.error = Some("alignment produced a singular homography".into());
             return PageRead {
@@ -313,6 +334,12 @@ impl<M: Model> Pipeline<M> {
     }
 
     fn assemble(&self, name: &str, mut reads: Vec<PageRead>) -> SubmissionReport {
+        // Which of two photos of the same page to use: a trusted alignment first, then the one
+        // built on more mark squares, then the smaller error (a fit on just four squares has
+        // zero error by construction, so the error alone would prefer it).
+        fn alignment_rank(a: &align::Alignment) -> (bool, std::cmp::Reverse<usize>, f64) {
+            (!a.good, std::cmp::Reverse(a.squares_used), a.rms_error_mm)
+        }
         let mut flags: Vec<Flag> = Vec::new();
         let mut timings = Timings::default();
         for r in &reads {
@@ -327,12 +354,12 @@ impl<M: Model> Pipeline<M> {
             if let (Some(p), Some(a)) = (r.report.page, &r.report.alignment) {
                 match best_for_page.get(&p) {
                     Some(&j) => {
-                        let other = reads[j]
+                        let better = reads[j]
                             .report
                             .alignment
                             .as_ref()
-                            .map_or(f64::INFINITY, |a| a.rms_error_mm);
-                        if a.rms_error_mm < other {
+                            .is_none_or(|b| alignment_rank(a) < alignment_rank(b));
+                        if better {
                             best_for_page.insert(p, i);
                         }
                     }
@@ -364,6 +391,13 @@ impl<M: Model> Pipeline<M> {
                     FlagCode::UnreadableFile
                 } else if r.report.page.is_none() {
                     FlagCode::NotAForm
+                } else if r
+                    .report
+                    .alignment
+                    .as_ref()
+                    .is_some_and(|a| a.squares_used < MIN_SQUARES_TO_READ)
+                {
+                    FlagCode::AlignmentPoor
                 } else {
                     FlagCode::UnreadableFile
                 };
@@ -376,8 +410,10 @@ impl<M: Model> Pipeline<M> {
                     file: Some(r.report.file.clone()),
                 });
             }
+            // (A page left unread for its alignment already has its flag, with the reason.)
             if let Some(a) = &r.report.alignment
                 && !a.good
+                && a.squares_used >= MIN_SQUARES_TO_READ
             {
                 flags.push(Flag {
                     code: FlagCode::AlignmentPoor,

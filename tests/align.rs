@@ -256,3 +256,86 @@ fn three_marks_identify_but_are_not_trusted() {
     assert_eq!(al.page, page);
     assert!(!al.good, "three marks must not be trusted: {al:?}");
 }
+
+/// Paint the neighbourhood of the named corner marks as plain paper.
+fn hide_marks(t: &Template, page: u32, h: &Homography, img: &mut GrayImage, names: &[&str]) {
+    for name in names {
+        let mark = t
+            .page(page)
+            .expect("page")
+            .marks
+            .iter()
+            .find(|m| m.name == *name)
+            .expect("mark");
+        let c = h.apply(mark.center).expect("maps");
+        let r = 40i64;
+        for y in (c[1] as i64 - r)..(c[1] as i64 + r) {
+            for x in (c[0] as i64 - r)..(c[0] as i64 + r) {
+                if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
+                    img.put_pixel(x as u32, y as u32, Luma([225]));
+                }
+            }
+        }
+    }
+}
+
+/// Two or three marks lost (a corner cut off, glare): the tag alone still identifies the page
+/// at any rotation, and the marks left improve the pose, but such an alignment is never good.
+#[test]
+fn tag_with_one_or_two_marks_identifies_but_is_not_trusted() {
+    let t = template();
+    for (page, angle, hidden) in [
+        (1, 0.0, &["bottom_left", "bottom_right"][..]),
+        (2, 33.0, &["bottom_left", "top_left"][..]),
+        (3, 190.0, &["bottom_left", "bottom_right", "top_left"][..]),
+        (1, 271.0, &["top_left", "bottom_right"][..]),
+    ] {
+        let h = pose(&t, angle, 1e-5, 1300, 1700, 0.85);
+        let mut img = render(&t, page, &h, 1300, 1700);
+        hide_marks(&t, page, &h, &mut img, hidden);
+        let al = align_page(&img, &t)
+            .unwrap_or_else(|e| panic!("page {page} at {angle} deg not identified: {e}"));
+        assert_eq!(al.page, page, "angle {angle}");
+        assert_eq!(al.tag_hamming, 0);
+        assert!(!al.good, "too few marks must not be trusted: {al:?}");
+        let want = angle.rem_euclid(360.0);
+        let d = (al.rotation_deg - want).rem_euclid(360.0);
+        assert!(
+            d.min(360.0 - d) < 3.0,
+            "rotation {} vs {want}",
+            al.rotation_deg
+        );
+    }
+}
+
+/// With every mark gone, a photo that only shows the tag is still identified (its fields then
+/// come out flagged), while a photo with no tag at all stays "not a form".
+#[test]
+fn tag_alone_identifies_and_marks_alone_do_not() {
+    let t = template();
+    let page = 2;
+    let h = pose(&t, 12.0, 0.0, 1300, 1700, 0.85);
+    let mut img = render(&t, page, &h, 1300, 1700);
+    hide_marks(
+        &t,
+        page,
+        &h,
+        &mut img,
+        &["top_left", "top_right", "bottom_right", "bottom_left"],
+    );
+    let al = align_page(&img, &t).expect("the tag identifies the page");
+    assert_eq!(al.page, page);
+    assert!(!al.good);
+    // Now hide the tag instead of the marks.
+    let mut img = render(&t, page, &h, 1300, 1700);
+    let rect = t.page(page).expect("page").tag.rect;
+    let c = h
+        .apply([rect[0] + rect[2] / 2.0, rect[1] + rect[3] / 2.0])
+        .expect("maps");
+    for y in (c[1] as i64 - 40)..(c[1] as i64 + 40) {
+        for x in (c[0] as i64 - 40)..(c[0] as i64 + 40) {
+            img.put_pixel(x as u32, y as u32, Luma([225]));
+        }
+    }
+    assert!(align_page(&img, &t).is_err(), "no tag, no page");
+}

@@ -10,6 +10,8 @@
 //!    assignments to the template's corner marks; for each, read the AprilTag's 6x6 data modules
 //!    through the implied homography and compare with every page's printed code. The tag decides
 //!    the page and the orientation (0/90/180/270 and anything between).
+//!    When fewer than three marks are seen, [`tagfirst`] finds the tag among the dark blobs
+//!    directly and predicts the marks from it.
 //! 4. Refine: locate every mark square's centroid in the full-resolution photo and fit the final
 //!    homography by RANSAC over all of them; report the reprojection error in mm.
 //!
@@ -19,6 +21,7 @@
 pub mod homography;
 pub mod sample;
 pub mod snap;
+mod tagfirst;
 
 pub use homography::Homography;
 
@@ -97,13 +100,33 @@ pub struct Alignment {
     /// Mark squares found and used (inliers) out of those in the template.
     pub squares_used: usize,
     pub squares_expected: usize,
-    /// RMS and max reprojection error of the square centroids, in mm.
+    /// RMS and max reprojection error of the square centroids, in mm; infinite (written as
+    /// `null`) when too few squares were found to fit anything.
+    #[serde(with = "finite_or_null")]
     pub rms_error_mm: f64,
+    #[serde(with = "finite_or_null")]
     pub max_error_mm: f64,
     /// Photo pixels per template mm at the page centre.
     pub px_per_mm: f64,
     /// True when the fit is good enough to trust readings (see [`MAX_GOOD_RMS_MM`]).
     pub good: bool,
+}
+
+/// JSON has no infinity: a non-finite error is written as `null` and read back as infinite.
+mod finite_or_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 impl Alignment {
@@ -196,7 +219,19 @@ fn align_at(
     let mut best: Option<(Alignment, u32)> = None;
     for (marks, rect, pages) in &groups {
         let found = search_quads(gray, &candidates, marks, rect, pages)
-            .or_else(|| search_triples(gray, &candidates, marks, rect, pages));
+            .or_else(|| search_triples(gray, &candidates, marks, rect, pages))
+            .or_else(|| {
+                tagfirst::search(
+                    gray,
+                    &bin,
+                    f,
+                    shrink as f64,
+                    &candidates,
+                    marks,
+                    rect,
+                    pages,
+                )
+            });
         if let Some((h0, page, hamming)) = found {
             let better = best.as_ref().is_none_or(|(_, bh)| hamming < *bh);
             if better && let Some(al) = refine(gray, h0, page, hamming) {
@@ -1034,6 +1069,33 @@ mod tests {
     use image::Luma;
     use imageproc::region_labelling::{Connectivity, connected_components};
     use proptest::prelude::*;
+
+    #[test]
+    fn alignment_without_a_fit_round_trips_through_json() {
+        let al = Alignment {
+            page: 2,
+            tag_id: 102,
+            homography: Homography::identity().to_array(),
+            rotation_deg: 0.0,
+            tag_hamming: 0,
+            squares_used: 0,
+            squares_expected: 8,
+            rms_error_mm: f64::INFINITY,
+            max_error_mm: f64::INFINITY,
+            px_per_mm: 2.0,
+            good: false,
+        };
+        let text = serde_json::to_string(&al).unwrap();
+        assert!(text.contains("\"rms_error_mm\":null"), "{text}");
+        let back: Alignment = serde_json::from_str(&text).unwrap();
+        assert!(back.rms_error_mm.is_infinite() && back.max_error_mm.is_infinite());
+        let fine = Alignment {
+            rms_error_mm: 0.25,
+            ..al
+        };
+        let back: Alignment = serde_json::from_str(&serde_json::to_string(&fine).unwrap()).unwrap();
+        assert_eq!(back.rms_error_mm, 0.25);
+    }
 
     proptest! {
         /// The run-based labelling gives the same components and moments as imageproc's.
