@@ -274,7 +274,7 @@ def main() -> int:
     wall = time.time() - t_start
     card = {
         "schema": "rekap-model/1",
-        "name": "rekap-digits-cnn-v2",
+        "name": "rekap-digits-cnn-v3",
         "classes": CLASSES,
         "input": {"name": "input", "shape": [-1, 1, 28, 28], "dtype": "float32", "preprocessing": "rekap-mnist-v1"},
         "output": {"name": "logits"},
