@@ -27,6 +27,13 @@ pub struct DecideConfig {
     /// date: its acceptance rests on the model alone, so it needs more than `accept_threshold`
     /// (the higher of the two applies).
     pub unchecked_accept_threshold: f64,
+    /// Minimum probability of the reported value on the field's own evidence (its boxes and
+    /// bubbles, before any rule). Rules can confirm a reading the model is already fairly sure
+    /// of, but not vouch alone for a doubtful one: a model's misreads are not independent
+    /// (one officer writes every 2 alike), and two misreads of one hand can land on numbers
+    /// that add up (measured: synth seed 45, where two 0.97 misreads of a submission satisfied
+    /// a sum rule and were lifted to 0.998).
+    pub min_reading_confidence: f64,
     /// Prior probability that one hard rule is broken on paper by the officer. Used when rules
     /// help choose among a field's alternative readings.
     pub officer_error_prior: f64,
@@ -47,6 +54,7 @@ impl Default for DecideConfig {
         DecideConfig {
             accept_threshold: 0.995,
             unchecked_accept_threshold: 0.999,
+            min_reading_confidence: 0.99,
             officer_error_prior: 0.05,
             soft_rule_error_prior: 0.1,
             bubble_reliability: 0.95,
@@ -309,7 +317,20 @@ fn candidates(ev: &FieldEvidence, cfg: &DecideConfig, use_bubbles: bool) -> Vec<
                     .map(|(l, pr)| pr * bubble_factor(*l, col, cfg.bubble_reliability))
                     .collect();
                 let wsum: f64 = weighted.iter().sum();
-                let rest = (1.0 - total).max(0.0) * (1.0 - cfg.bubble_reliability);
+                // The mass outside the top-k: when the bubbles state a label none of the top-k
+                // is, that label lies out there, so (at most) all of it agrees with them.
+                // Weighting it as a disagreement would let a clear bubble vanish in the
+                // renormalisation, leaving the top reading as sure as before.
+                let outside_agrees = matches!(col.state, BubbleState::One(_))
+                    && !opts.iter().any(|(l, _)| {
+                        bubble_factor(*l, col, cfg.bubble_reliability) >= cfg.bubble_reliability
+                    });
+                let rest_factor = if outside_agrees {
+                    cfg.bubble_reliability
+                } else {
+                    1.0 - cfg.bubble_reliability
+                };
+                let rest = (1.0 - total).max(0.0) * rest_factor;
                 let norm = wsum + rest;
                 if norm > 0.0 {
                     for (o, w) in opts.iter_mut().zip(weighted) {
@@ -681,6 +702,34 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
             }
         }
         flags.push(flag);
+    }
+    for (id, r) in fields.iter_mut() {
+        if r.status == FieldStatus::Missing
+            || !r.flags.is_empty()
+            || r.confidence < threshold_of(id)
+        {
+            continue;
+        }
+        let own = cands
+            .get(id)
+            .and_then(|cs| cs.iter().find(|c| c.value == r.value))
+            .map_or(0.0, |c| c.prob);
+        if own < cfg.min_reading_confidence {
+            r.flags.push(FlagCode::LowConfidence.as_str().into());
+            flags.push(Flag {
+                code: FlagCode::LowConfidence,
+                message: format!(
+                    "{id}: read as {} with p = {own:.3} on its own; the rules agree, but a reading \
+                     needs p >= {} before they may confirm it",
+                    r.value.map_or("blank".to_string(), |v| v.to_string()),
+                    cfg.min_reading_confidence
+                ),
+                field: Some(id.clone()),
+                rule: None,
+                page: None,
+                file: None,
+            });
+        }
     }
     for (id, r) in fields.iter_mut() {
         if r.status != FieldStatus::Missing {
@@ -1265,7 +1314,10 @@ mod tests {
         assert!(f.resolved_by.iter().any(|r| r == "b1.lp_sum"), "{f:?}");
         assert!(f.resolved_by.iter().any(|r| r == "b4_sum.l"), "{f:?}");
         assert!(f.confidence >= 0.995, "{f:?}");
-        assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
+        // ...but 80 was only a 0.36 reading on its own: below the reading floor the rules
+        // choose and vouch, yet the field still goes to a person.
+        assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
+        assert!(f.flags.iter().any(|c| c == "low_confidence"), "{f:?}");
     }
 
     #[test]
@@ -1423,7 +1475,50 @@ mod tests {
         );
         assert_eq!(f.value, Some(99));
         assert!(f.confidence >= 0.995, "{f:?}");
+        // 0.95 on its own is below the reading floor: flagged although the sum agrees.
+        assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
+        assert!(f.flags.iter().any(|c| c == "low_confidence"), "{f:?}");
+        // A reading at the floor is confirmed by the same cross-check and accepted.
+        let f = &decide_page1(
+            "dpt.l",
+            sure_then("X9", [("9", 0.991), ("8", 0.008), ("4", 0.001)]),
+        );
+        assert_eq!(f.value, Some(99));
+        assert!(f.resolved_by.iter().any(|r| r == "dpt.lp_sum"), "{f:?}");
         assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
+    }
+
+    #[test]
+    fn bubbles_naming_a_digit_outside_the_top_k_lower_the_reading() {
+        // The model reads the middle box as blank (0.996; no 4 among its top 3), the bubbles
+        // clearly say 4: the reading must lose its certainty, not keep it through
+        // renormalisation over the top 3.
+        let boxes = vec![
+            pbox("X", 0.999_999, "8"),
+            Prediction {
+                label: Label::Blank,
+                confidence: 0.996,
+                top: [
+                    (Label::Blank, 0.996),
+                    (lab("7"), 0.0007),
+                    (lab("3"), 0.0006),
+                ],
+            },
+            pbox("2", 0.9997, "0"),
+        ];
+        let col = |d: u8| BubbleColumn {
+            fill: vec![0.1; 10],
+            state: BubbleState::One(d),
+        };
+        let ev = FieldEvidence {
+            bubbles: Some(vec![col(0), col(4), col(2)]),
+            ..ev("votes.2", boxes)
+        };
+        let cs = candidates(&ev, &DecideConfig::default(), true);
+        assert_eq!(cs[0].value, Some(2));
+        assert!(cs[0].prob < 0.99, "{cs:?}");
+        let alone = candidates(&ev, &DecideConfig::default(), false);
+        assert!(alone[0].prob > 0.99, "{alone:?}");
     }
 
     #[test]
