@@ -1061,9 +1061,17 @@ fn square_centroid(
         return None;
     }
     let mut vals: Vec<f64> = pix.iter().map(|p| p.2 as f64).collect();
-    vals.sort_by(|a, b| a.total_cmp(b));
-    let dark = vals[vals.len() / 10];
-    let light = vals[vals.len() * 9 / 10];
+    // Ranks len/10 and 9 len/10 of the sorted values, by selection: after the first select
+    // everything left of `hi` is <= vals[hi], so the second one ranks within the whole.
+    let (lo, hi) = (vals.len() / 10, vals.len() * 9 / 10);
+    let light = *vals.select_nth_unstable_by(hi, |a, b| a.total_cmp(b)).1;
+    let dark = if lo < hi {
+        *vals[..hi]
+            .select_nth_unstable_by(lo, |a, b| a.total_cmp(b))
+            .1
+    } else {
+        light
+    };
     if light - dark < MIN_TAG_CONTRAST {
         return None;
     }

@@ -5,7 +5,7 @@
 //! valid for the small offsets searched here.
 
 use super::Homography;
-use super::sample::bilinear;
+use super::sample::Sampler;
 use crate::template::RectMm;
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +71,7 @@ fn edge_samples(boxes: &[RectMm], line_mm: f64, axis: Axis) -> Vec<[f64; 2]> {
 }
 
 fn score(
-    gray: &image::GrayImage,
+    sampler: &Sampler,
     h: &Homography,
     pts: &[[f64; 2]],
     axis: Axis,
@@ -89,7 +89,7 @@ fn score(
         };
         let at = |dx: f64, dy: f64| {
             h.apply([px + dx, py + dy])
-                .and_then(|q| bilinear(gray, q[0], q[1]))
+                .and_then(|q| sampler.at(q[0], q[1]))
         };
         let (line, a, b) = match axis {
             Axis::X => (at(0.0, 0.0), at(-side, 0.0), at(side, 0.0)),
@@ -109,7 +109,7 @@ fn score(
 }
 
 fn search(
-    gray: &image::GrayImage,
+    sampler: &Sampler,
     h: &Homography,
     pts: &[[f64; 2]],
     axis: Axis,
@@ -120,7 +120,7 @@ fn search(
     let steps = (MAX_SNAP_MM / COARSE_STEP_MM).round() as i32;
     for i in -steps..=steps {
         let off = i as f64 * COARSE_STEP_MM;
-        let s = score(gray, h, pts, axis, off, other, line_mm);
+        let s = score(sampler, h, pts, axis, off, other, line_mm);
         // Prefer the smaller offset on ties so flat regions do not drift.
         if s > best.1 + 1e-9 || ((s - best.1).abs() <= 1e-9 && off.abs() < best.0.abs()) {
             best = (off, s);
@@ -130,7 +130,7 @@ fn search(
     let fine = (COARSE_STEP_MM / FINE_STEP_MM).round() as i32;
     for i in -fine..=fine {
         let off = centre + i as f64 * FINE_STEP_MM;
-        let s = score(gray, h, pts, axis, off, other, line_mm);
+        let s = score(sampler, h, pts, axis, off, other, line_mm);
         if s > best.1 {
             best = (off, s);
         }
@@ -146,10 +146,11 @@ pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], lin
     }
     let xs = edge_samples(boxes, line_mm, Axis::X);
     let ys = edge_samples(boxes, line_mm, Axis::Y);
-    let (dx, _) = search(gray, h, &xs, Axis::X, 0.0, line_mm);
-    let (dy, sy) = search(gray, h, &ys, Axis::Y, dx, line_mm);
+    let sampler = Sampler::new(gray);
+    let (dx, _) = search(&sampler, h, &xs, Axis::X, 0.0, line_mm);
+    let (dy, sy) = search(&sampler, h, &ys, Axis::Y, dx, line_mm);
     // Re-fit x with the found y (one alternation suffices for small offsets).
-    let (dx, sx) = search(gray, h, &xs, Axis::X, dy, line_mm);
+    let (dx, sx) = search(&sampler, h, &xs, Axis::X, dy, line_mm);
     let contrast = sx.min(sy);
     if contrast < MIN_LINE_CONTRAST {
         return Snap {

@@ -4,7 +4,7 @@
 pub mod normalize;
 
 use crate::align::Homography;
-use crate::align::sample::{Sampler, bilinear};
+use crate::align::sample::Sampler;
 use crate::decide::{BubbleColumn, BubbleState, TallyRange};
 use crate::template::{Field, RectMm};
 use image::GrayImage;
@@ -194,7 +194,8 @@ pub fn read_bubbles(
 }
 
 fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
-    let sample = |x: f64, y: f64| h.apply([x, y]).and_then(|p| bilinear(gray, p[0], p[1]));
+    let sampler = Sampler::new(gray);
+    let sample = |x: f64, y: f64| h.apply([x, y]).and_then(|p| sampler.at(p[0], p[1]));
     // Paper level: brightest half of the ring samples (neighbouring ink may touch the ring).
     let mut ring = Vec::new();
     for k in 0..24 {
@@ -208,8 +209,8 @@ fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
     if ring.is_empty() {
         return 0.0;
     }
-    ring.sort_by(|a, b| b.total_cmp(a));
-    let paper = ring[ring.len() / 4];
+    let k = ring.len() / 4;
+    let paper = *ring.select_nth_unstable_by(k, |a, b| b.total_cmp(a)).1;
     let thr = paper * (1.0 - BUBBLE_DARK_SHARE);
     let ri = r * BUBBLE_INNER_FRACTION;
     let n = (ri / BUBBLE_STEP_MM).ceil() as i32;
@@ -251,9 +252,10 @@ pub const STROKES_PER_CELL: u32 = 5;
 pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> TallyRange {
     let xs = &field.col_edges_mm;
     let ys = &field.row_edges_mm;
+    let sampler = Sampler::new(gray);
     let sample = |x: f64, y: f64| {
         h.apply([x + dx, y + dy])
-            .and_then(|p| bilinear(gray, p[0], p[1]))
+            .and_then(|p| sampler.at(p[0], p[1]))
     };
     let mut marked = 0u32;
     for r in 0..ys.len().saturating_sub(1) {
@@ -278,8 +280,9 @@ pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: 
             if vals.is_empty() {
                 continue;
             }
-            vals.sort_by(|a, b| b.total_cmp(a));
-            let paper = vals[vals.len() / 5];
+            // The value of rank len/5 in descending order (a selection, not a full sort).
+            let k = vals.len() / 5;
+            let paper = *vals.select_nth_unstable_by(k, |a, b| b.total_cmp(a)).1;
             let thr = paper - TALLY_STROKE_CONTRAST;
             let inked = vals.iter().filter(|v| **v < thr).count() as f64 / vals.len() as f64;
             if inked >= TALLY_CELL_INKED {
@@ -297,6 +300,7 @@ pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::align::sample::bilinear;
     use image::Luma;
     use proptest::prelude::*;
 
