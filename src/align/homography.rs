@@ -78,6 +78,38 @@ impl Homography {
         ])
     }
 
+    /// [`Homography::apply`] to the row of points `(x, y)` for `x` in `xs`, into `px`/`py`
+    /// (which are resized to `xs.len()`). Same arithmetic as `apply`, so bit-identical
+    /// results, but in a branch-free loop the compiler vectorises; a point `apply` maps to
+    /// infinity (`None`) is written as NaN, which [`super::sample::bilinear`] rejects.
+    pub fn apply_row(&self, xs: &[f64], y: f64, px: &mut Vec<f64>, py: &mut Vec<f64>) {
+        let m = &self.m;
+        let (m00, m01, m02) = (m[(0, 0)], m[(0, 1)], m[(0, 2)]);
+        let (m10, m11, m12) = (m[(1, 0)], m[(1, 1)], m[(1, 2)]);
+        let (m20, m21, m22) = (m[(2, 0)], m[(2, 1)], m[(2, 2)]);
+        // The y products are the same for every point; the sums keep `apply`'s order
+        // ((a*x + b*y) + c), so each result equals `apply`'s to the bit.
+        let (t0, t1, t2) = (m01 * y, m11 * y, m21 * y);
+        px.clear();
+        py.clear();
+        px.extend(xs.iter().map(|&x| {
+            let w = m20 * x + t2 + m22;
+            if w.abs() < MIN_W {
+                f64::NAN
+            } else {
+                (m00 * x + t0 + m02) / w
+            }
+        }));
+        py.extend(xs.iter().map(|&x| {
+            let w = m20 * x + t2 + m22;
+            if w.abs() < MIN_W {
+                f64::NAN
+            } else {
+                (m10 * x + t1 + m12) / w
+            }
+        }));
+    }
+
     pub fn inverse(&self) -> Option<Self> {
         self.m.try_inverse().and_then(Self::from_matrix)
     }

@@ -68,26 +68,35 @@ pub fn sample_rect(
     let step = 1.0 / px_per_mm;
     let sub = step / ss as f64;
     let sampler = Sampler::new(gray);
-    let mut pixels = Vec::with_capacity(w as usize * hh as usize);
+    let (wu, ssu) = (w as usize, ss as usize);
+    // Template x of every sample column (x-major, then sx): the same for every row.
+    let mxs: Vec<f64> = (0..wu * ssu)
+        .map(|k| rect[0] + (k / ssu) as f64 * step + ((k % ssu) as f64 + 0.5) * sub)
+        .collect();
+    let (mut px, mut py) = (Vec::with_capacity(mxs.len()), Vec::with_capacity(mxs.len()));
+    let mut acc = vec![0.0f64; wu];
+    let mut cnt = vec![0u32; wu];
+    let mut pixels = Vec::with_capacity(wu * hh as usize);
     for y in 0..hh {
-        for x in 0..w {
-            let mut acc = 0.0;
-            let mut n = 0u32;
-            for sy in 0..ss {
-                let my = rect[1] + y as f64 * step + (sy as f64 + 0.5) * sub;
-                for sx in 0..ss {
-                    let mx = rect[0] + x as f64 * step + (sx as f64 + 0.5) * sub;
-                    if let Some(v) = h.apply([mx, my]).and_then(|p| sampler.at(p[0], p[1])) {
-                        acc += v;
-                        n += 1;
-                    }
+        acc.iter_mut().for_each(|a| *a = 0.0);
+        cnt.iter_mut().for_each(|c| *c = 0);
+        // Each pixel's samples are summed in the order (sy, sx), as one pixel at a time would.
+        for sy in 0..ss {
+            let my = rect[1] + y as f64 * step + (sy as f64 + 0.5) * sub;
+            h.apply_row(&mxs, my, &mut px, &mut py);
+            for (k, (&x, &y)) in px.iter().zip(&py).enumerate() {
+                if let Some(v) = sampler.at(x, y) {
+                    acc[k / ssu] += v;
+                    cnt[k / ssu] += 1;
                 }
             }
+        }
+        for (&a, &n) in acc.iter().zip(&cnt) {
             pixels.push(if n == 0 {
                 off += 1;
                 OFF_PHOTO_FILL
             } else {
-                round_to_u8(acc / f64::from(n))
+                round_to_u8(a / f64::from(n))
             });
         }
     }
