@@ -78,6 +78,28 @@ impl Homography {
         ])
     }
 
+    /// [`Homography::apply`] to the points `(xs[i], ys[i])`, into `px`/`py` (resized to
+    /// `xs.len()`), bit-identical to `apply`; a point at infinity is written as NaN.
+    pub fn apply_points(&self, xs: &[f64], ys: &[f64], px: &mut Vec<f64>, py: &mut Vec<f64>) {
+        let m = &self.m;
+        let (m00, m01, m02) = (m[(0, 0)], m[(0, 1)], m[(0, 2)]);
+        let (m10, m11, m12) = (m[(1, 0)], m[(1, 1)], m[(1, 2)]);
+        let (m20, m21, m22) = (m[(2, 0)], m[(2, 1)], m[(2, 2)]);
+        let map = |num: [f64; 3], px: &mut Vec<f64>| {
+            px.clear();
+            px.extend(xs.iter().zip(ys).map(|(&x, &y)| {
+                let w = m20 * x + m21 * y + m22;
+                if w.abs() < MIN_W {
+                    f64::NAN
+                } else {
+                    (num[0] * x + num[1] * y + num[2]) / w
+                }
+            }));
+        };
+        map([m00, m01, m02], px);
+        map([m10, m11, m12], py);
+    }
+
     /// [`Homography::apply`] to the row of points `(x, y)` for `x` in `xs`, into `px`/`py`
     /// (which are resized to `xs.len()`). Same arithmetic as `apply`, so bit-identical
     /// results, but in a branch-free loop the compiler vectorises; a point `apply` maps to
