@@ -466,10 +466,13 @@ fn dark_mask(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
             let sums = prefix[lo + r + 1..=hi + r]
                 .iter()
                 .zip(&prefix[lo - r..hi - r]);
+            // A select rather than a conditional store, so the loop vectorises.
             for ((o, &v), (&a, &b)) in orow[lo..hi].iter_mut().zip(&row[lo..hi]).zip(sums) {
-                if i32::from(v) * n < (a - b) - dn {
-                    *o = 0;
-                }
+                *o = if i32::from(v) * n < (a - b) - dn {
+                    0
+                } else {
+                    255
+                };
             }
         }
     }
@@ -1144,6 +1147,75 @@ mod tests {
             let base = (x * 3 + y * 5) % 200;
             Luma([(base as u64 + ((state >> 33) % 56)) as u8])
         })
+    }
+
+    /// Per-step CPU profile of alignment on a real 12 MP page (not a speed assertion):
+    /// `REKAP_PROFILE_PAGE=photo.jpg cargo test --release --lib align::tests::profile -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn profile_align_steps() {
+        let Some(path) = std::env::var_os("REKAP_PROFILE_PAGE") else {
+            return;
+        };
+        let photo = crate::load::load_photo(std::path::Path::new(&path)).expect("photo");
+        let template = Template::load(std::path::Path::new(crate::template::DEFAULT_TEMPLATE_PATH))
+            .expect("template");
+        let gray = &photo.gray;
+        let factor = (gray.width().max(gray.height()) / WORK_LONG_SIDE).max(1);
+        let time = |name: &str, f: &mut dyn FnMut()| {
+            let mut best = f64::INFINITY;
+            for _ in 0..15 {
+                let t = std::time::Instant::now();
+                f();
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            eprintln!("{name:24} {best:7.3} ms (min of 15)");
+        };
+        let small = downscale(gray, factor);
+        let (w, h) = small.dimensions();
+        let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
+        let mask = dark_mask(&small, radius, DARK_DELTA);
+        let bin = max3x3(&mask);
+        time("downscale", &mut || drop(downscale(gray, factor)));
+        time("dark_mask", &mut || {
+            drop(dark_mask(&small, radius, DARK_DELTA))
+        });
+        time("max3x3", &mut || drop(max3x3(&mask)));
+        time("component moments", &mut || {
+            drop(dark_component_moments(&bin))
+        });
+        time("find_squares", &mut || drop(find_squares(&small, 1)));
+        time("align_page total", &mut || {
+            drop(align_page(gray, &template))
+        });
+        let src: Vec<[f64; 2]> = (0..8)
+            .map(|i| [(i * 37 % 11) as f64 * 50.0, (i * 13 % 7) as f64 * 80.0])
+            .collect();
+        let dst: Vec<[f64; 2]> = src
+            .iter()
+            .map(|p| {
+                [
+                    p[0] * 3.9 + 0.01 * p[1] + 200.0,
+                    p[1] * 3.8 - 0.02 * p[0] + 90.0,
+                ]
+            })
+            .collect();
+        time("ransac of 8 points", &mut || {
+            drop(homography::ransac(&src, &dst, 5.0))
+        });
+        let cands = {
+            let (sq, bt, b) = find_squares(&small, 1);
+            pair_marks(&b, &sq, &bt, factor as f64, 1.0)
+        };
+        let page = &template.pages[0];
+        let marks = corner_marks(page).expect("marks");
+        let pages: Vec<&Page> = template.pages.iter().collect();
+        time("search_quads", &mut || {
+            drop(search_quads(gray, &cands, &marks, &page.tag.rect, &pages))
+        });
+        let (h0, pg, hd) =
+            search_quads(gray, &cands, &marks, &page.tag.rect, &pages).expect("found");
+        time("refine", &mut || drop(refine(gray, h0, pg, hd)));
     }
 
     proptest! {
