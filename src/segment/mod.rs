@@ -262,11 +262,10 @@ pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: 
     let xs = &field.col_edges_mm;
     let ys = &field.row_edges_mm;
     let sampler = Sampler::new(gray);
-    let sample = |x: f64, y: f64| {
-        h.apply([x + dx, y + dy])
-            .and_then(|p| sampler.at(p[0], p[1]))
-    };
     let mut marked = 0u32;
+    // Buffers reused across cells: one row of sample x (template mm, shifted) and its image.
+    let (mut row_x, mut px, mut py) = (Vec::new(), Vec::new(), Vec::new());
+    let mut vals = Vec::new();
     for r in 0..ys.len().saturating_sub(1) {
         for c in 0..xs.len().saturating_sub(1) {
             let (x0, x1, y0, y1) = (xs[c], xs[c + 1], ys[r], ys[r + 1]);
@@ -274,15 +273,22 @@ pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: 
                 (x1 - x0) * (1.0 - TALLY_INNER) / 2.0,
                 (y1 - y0) * (1.0 - TALLY_INNER) / 2.0,
             );
-            let mut vals = Vec::new();
+            // The sample grid steps by repeated addition (as it always has, so the points stay
+            // the same to the bit); every row of the cell shares the same x positions.
+            row_x.clear();
+            let mut x = x0 + mx;
+            while x <= x1 - mx {
+                row_x.push(x + dx);
+                x += TALLY_STEP_MM;
+            }
+            vals.clear();
             let mut y = y0 + my;
             while y <= y1 - my {
-                let mut x = x0 + mx;
-                while x <= x1 - mx {
-                    if let Some(v) = sample(x, y) {
+                h.apply_row(&row_x, y + dy, &mut px, &mut py);
+                for (&qx, &qy) in px.iter().zip(&py) {
+                    if let Some(v) = sampler.at(qx, qy) {
                         vals.push(v);
                     }
-                    x += TALLY_STEP_MM;
                 }
                 y += TALLY_STEP_MM;
             }
@@ -353,6 +359,90 @@ mod tests {
             }
         });
         (img, off as f64 / (w as f64 * hh as f64))
+    }
+
+    /// Per-step CPU profile of segmentation on a real 12 MP page (not a speed assertion):
+    /// `REKAP_PROFILE_PAGE=photo.jpg cargo test --release --lib segment::tests::profile -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn profile_segment_steps() {
+        use crate::align::snap;
+        use crate::template::{FieldKind, Template};
+        let Some(path) = std::env::var_os("REKAP_PROFILE_PAGE") else {
+            return;
+        };
+        let photo = crate::load::load_photo(std::path::Path::new(&path)).expect("photo");
+        let template = Template::load(std::path::Path::new(crate::template::DEFAULT_TEMPLATE_PATH))
+            .expect("template");
+        let gray = &photo.gray;
+        let al = crate::align::align_page(gray, &template).expect("aligned");
+        let h = al.h().expect("h");
+        let fields: Vec<_> = template.fields_on_page(al.page).collect();
+        let time = |name: &str, f: &mut dyn FnMut() -> usize| {
+            let mut best = f64::INFINITY;
+            let mut n = 0;
+            for _ in 0..9 {
+                let t = std::time::Instant::now();
+                n = f();
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            eprintln!("{name:24} {best:7.3} ms (min of 9), {n} items");
+        };
+        time("snap_boxes", &mut || {
+            fields
+                .iter()
+                .filter(|f| !f.boxes.is_empty())
+                .map(|f| {
+                    snap::snap_boxes(gray, &h, &f.boxes, f.line_mm.unwrap_or(0.5)).found as usize
+                })
+                .sum()
+        });
+        let digit = |f: &&&crate::template::Field| {
+            matches!(
+                f.kind,
+                FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date
+            )
+        };
+        time("cut_boxes", &mut || {
+            fields
+                .iter()
+                .filter(digit)
+                .map(|f| cut_boxes(gray, &h, f, 0.0, 0.0).len())
+                .sum()
+        });
+        time("sample_rect only", &mut || {
+            fields
+                .iter()
+                .filter(digit)
+                .flat_map(|f| f.boxes.iter())
+                .map(|b| sample_rect(gray, &h, b, SAMPLE_PX_PER_MM).0.len())
+                .sum()
+        });
+        let crops: Vec<BoxCrop> = fields
+            .iter()
+            .filter(digit)
+            .flat_map(|f| cut_boxes(gray, &h, f, 0.0, 0.0))
+            .collect();
+        time("normalize", &mut || {
+            crops
+                .iter()
+                .map(|c| normalize::normalize(&c.ink).len())
+                .sum()
+        });
+        time("read_bubbles", &mut || {
+            fields
+                .iter()
+                .filter(|f| f.kind == FieldKind::Bubbles)
+                .map(|f| read_bubbles(gray, &h, f, 0.0, 0.0).len())
+                .sum()
+        });
+        time("read_tally", &mut || {
+            fields
+                .iter()
+                .filter(|f| f.kind == FieldKind::TallyGrid)
+                .map(|f| read_tally(gray, &h, f, 0.0, 0.0).cells_marked as usize)
+                .sum()
+        });
     }
 
     #[test]
