@@ -151,7 +151,8 @@ fn search(
     }
     let centre = best.0;
     let fine = (COARSE_STEP_MM / FINE_STEP_MM).round() as i32;
-    for i in -fine..=fine {
+    // i = 0 is the coarse winner itself, already scored (and `>` would not take it again).
+    for i in (-fine..=fine).filter(|&i| i != 0) {
         let off = centre + i as f64 * FINE_STEP_MM;
         let s = score(sampler, h, pts, axis, off, other, line_mm, buf);
         if s > best.1 {
@@ -171,10 +172,15 @@ pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], lin
     let ys = edge_samples(boxes, line_mm, Axis::Y);
     let sampler = Sampler::new(gray);
     let mut buf = Scratch::default();
-    let (dx, _) = search(&sampler, h, &xs, Axis::X, 0.0, line_mm, &mut buf);
-    let (dy, sy) = search(&sampler, h, &ys, Axis::Y, dx, line_mm, &mut buf);
-    // Re-fit x with the found y (one alternation suffices for small offsets).
-    let (dx, sx) = search(&sampler, h, &xs, Axis::X, dy, line_mm, &mut buf);
+    let first_x = search(&sampler, h, &xs, Axis::X, 0.0, line_mm, &mut buf);
+    let (dy, sy) = search(&sampler, h, &ys, Axis::Y, first_x.0, line_mm, &mut buf);
+    // Re-fit x with the found y (one alternation suffices for small offsets). With dy = 0
+    // the re-fit would sample exactly the first search's points: reuse its result.
+    let (dx, sx) = if dy == 0.0 {
+        first_x
+    } else {
+        search(&sampler, h, &xs, Axis::X, dy, line_mm, &mut buf)
+    };
     let contrast = sx.min(sy);
     if contrast < MIN_LINE_CONTRAST {
         return Snap {
