@@ -1053,12 +1053,15 @@ fn square_centroid(
     let inside = |r: &RectMm, p: [f64; 2]| {
         p[0] >= r[0] && p[0] <= r[0] + r[2] && p[1] >= r[1] && p[1] <= r[1] + r[3]
     };
-    let mut pix = Vec::new();
+    let mut pix = Vec::with_capacity(((x1 - x0) * (y1 - y0)) as usize);
+    // Pixel centres of one row, mapped a row at a time (bit-identical to `inv.apply`; a point
+    // at infinity comes back as NaN and fails `inside`).
+    let xs: Vec<f64> = (x0..x1).map(|x| x as f64 + 0.5).collect();
+    let (mut tx, mut ty) = (Vec::new(), Vec::new());
     for y in y0..y1 {
-        for x in x0..x1 {
-            let Some(t) = inv.apply([x as f64 + 0.5, y as f64 + 0.5]) else {
-                continue;
-            };
+        inv.apply_row(&xs, y as f64 + 0.5, &mut tx, &mut ty);
+        for ((x, &u), &v) in (x0..x1).zip(&tx).zip(&ty) {
+            let t = [u, v];
             if !inside(&region, t) || others.iter().any(|o| inside(o, t)) {
                 continue;
             }
