@@ -1179,17 +1179,23 @@ mod tests {
         let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
         let mask = dark_mask(&small, radius, DARK_DELTA);
         let bin = max3x3(&mask);
-        time("downscale", &mut || drop(downscale(gray, factor)));
+        time("downscale", &mut || {
+            std::hint::black_box(downscale(gray, factor));
+        });
         time("dark_mask", &mut || {
-            drop(dark_mask(&small, radius, DARK_DELTA))
+            std::hint::black_box(dark_mask(&small, radius, DARK_DELTA));
         });
-        time("max3x3", &mut || drop(max3x3(&mask)));
+        time("max3x3", &mut || {
+            std::hint::black_box(max3x3(&mask));
+        });
         time("component moments", &mut || {
-            drop(dark_component_moments(&bin))
+            std::hint::black_box(dark_component_moments(&bin));
         });
-        time("find_squares", &mut || drop(find_squares(&small, 1)));
+        time("find_squares", &mut || {
+            std::hint::black_box(find_squares(&small, 1));
+        });
         time("align_page total", &mut || {
-            drop(align_page(gray, &template))
+            let _ = std::hint::black_box(align_page(gray, &template));
         });
         let src: Vec<[f64; 2]> = (0..8)
             .map(|i| [(i * 37 % 11) as f64 * 50.0, (i * 13 % 7) as f64 * 80.0])
@@ -1204,7 +1210,7 @@ mod tests {
             })
             .collect();
         time("ransac of 8 points", &mut || {
-            drop(homography::ransac(&src, &dst, 5.0))
+            std::hint::black_box(homography::ransac(&src, &dst, 5.0));
         });
         let cands = {
             let (sq, bt, b) = find_squares(&small, 1);
@@ -1214,11 +1220,13 @@ mod tests {
         let marks = corner_marks(page).expect("marks");
         let pages: Vec<&Page> = template.pages.iter().collect();
         time("search_quads", &mut || {
-            drop(search_quads(gray, &cands, &marks, &page.tag.rect, &pages))
+            std::hint::black_box(search_quads(gray, &cands, &marks, &page.tag.rect, &pages));
         });
         let (h0, pg, hd) =
             search_quads(gray, &cands, &marks, &page.tag.rect, &pages).expect("found");
-        time("refine", &mut || drop(refine(gray, h0, pg, hd)));
+        time("refine", &mut || {
+            std::hint::black_box(refine(gray, h0, pg, hd));
+        });
     }
 
     proptest! {
