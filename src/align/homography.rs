@@ -85,24 +85,27 @@ impl Homography {
         let (m00, m01, m02) = (m[(0, 0)], m[(0, 1)], m[(0, 2)]);
         let (m10, m11, m12) = (m[(1, 0)], m[(1, 1)], m[(1, 2)]);
         let (m20, m21, m22) = (m[(2, 0)], m[(2, 1)], m[(2, 2)]);
-        let map = |num: [f64; 3], px: &mut Vec<f64>| {
-            px.clear();
-            px.extend(xs.iter().zip(ys).map(|(&x, &y)| {
-                let w = m20 * x + m21 * y + m22;
-                if w.abs() < MIN_W {
-                    f64::NAN
-                } else {
-                    (num[0] * x + num[1] * y + num[2]) / w
-                }
-            }));
-        };
-        map([m00, m01, m02], px);
-        map([m10, m11, m12], py);
+        let n = xs.len().min(ys.len());
+        px.clear();
+        px.resize(n, 0.0);
+        py.clear();
+        py.resize(n, 0.0);
+        // One pass: the denominator is computed once per point.
+        for (((ox, oy), &x), &y) in px.iter_mut().zip(py.iter_mut()).zip(xs).zip(ys) {
+            let w = m20 * x + m21 * y + m22;
+            if w.abs() < MIN_W {
+                *ox = f64::NAN;
+                *oy = f64::NAN;
+            } else {
+                *ox = (m00 * x + m01 * y + m02) / w;
+                *oy = (m10 * x + m11 * y + m12) / w;
+            }
+        }
     }
 
     /// [`Homography::apply`] to the row of points `(x, y)` for `x` in `xs`, into `px`/`py`
     /// (which are resized to `xs.len()`). Same arithmetic as `apply`, so bit-identical
-    /// results, but in a branch-free loop the compiler vectorises; a point `apply` maps to
+    /// results, in one tight loop over the row; a point `apply` maps to
     /// infinity (`None`) is written as NaN, which [`super::sample::bilinear`] rejects.
     pub fn apply_row(&self, xs: &[f64], y: f64, px: &mut Vec<f64>, py: &mut Vec<f64>) {
         let m = &self.m;
@@ -113,23 +116,20 @@ impl Homography {
         // ((a*x + b*y) + c), so each result equals `apply`'s to the bit.
         let (t0, t1, t2) = (m01 * y, m11 * y, m21 * y);
         px.clear();
+        px.resize(xs.len(), 0.0);
         py.clear();
-        px.extend(xs.iter().map(|&x| {
+        py.resize(xs.len(), 0.0);
+        // One pass: the denominator is computed once per point.
+        for ((ox, oy), &x) in px.iter_mut().zip(py.iter_mut()).zip(xs) {
             let w = m20 * x + t2 + m22;
             if w.abs() < MIN_W {
-                f64::NAN
+                *ox = f64::NAN;
+                *oy = f64::NAN;
             } else {
-                (m00 * x + t0 + m02) / w
+                *ox = (m00 * x + t0 + m02) / w;
+                *oy = (m10 * x + t1 + m12) / w;
             }
-        }));
-        py.extend(xs.iter().map(|&x| {
-            let w = m20 * x + t2 + m22;
-            if w.abs() < MIN_W {
-                f64::NAN
-            } else {
-                (m10 * x + t1 + m12) / w
-            }
-        }));
+        }
     }
 
     pub fn inverse(&self) -> Option<Self> {
