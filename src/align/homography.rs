@@ -308,6 +308,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    proptest! {
+        /// The batch maps give `apply`'s results to the bit (NaN where `apply` gives None).
+        #[test]
+        fn batch_apply_matches_apply(
+            a in proptest::collection::vec(-5.0f64..5.0, 8),
+            pts in proptest::collection::vec((-800.0f64..800.0, -800.0f64..800.0), 1..40),
+            y in -800.0f64..800.0,
+        ) {
+            let Some(h) = Homography::from_array([
+                a[0] * 10.0, a[1], a[2] * 100.0, a[3], a[4] * 10.0, a[5] * 100.0,
+                a[6] * 1e-3, a[7] * 1e-3, 1.0,
+            ]) else {
+                return Ok(());
+            };
+            let bits = |p: Option<[f64; 2]>| p.map(|q| q.map(f64::to_bits));
+            let xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+            let ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
+            let (mut px, mut py) = (Vec::new(), Vec::new());
+            h.apply_points(&xs, &ys, &mut px, &mut py);
+            for i in 0..xs.len() {
+                let got = (!px[i].is_nan()).then_some([px[i], py[i]]);
+                prop_assert_eq!(bits(got), bits(h.apply([xs[i], ys[i]])));
+            }
+            h.apply_row(&xs, y, &mut px, &mut py);
+            for i in 0..xs.len() {
+                let got = (!px[i].is_nan()).then_some([px[i], py[i]]);
+                prop_assert_eq!(bits(got), bits(h.apply([xs[i], y])));
+            }
+        }
+    }
+
     fn sample_h(angle: f64, scale: f64, tx: f64, ty: f64, p0: f64, p1: f64) -> Homography {
         let (s, c) = angle.sin_cos();
         Homography::from_array([
