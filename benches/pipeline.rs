@@ -1,6 +1,7 @@
 //! End-to-end speed of `rekap process` on 12 MP JPEG pages, printed as ratios measured in one
 //! run: pages per second with 1 and 2 threads, total time over JPEG-decode-only time for the
-//! same files, and the peak memory of one worker.
+//! same files, and peak memory: of this process, and of `rekap process` run with 1 and 2
+//! workers on the same photos (the second worker's cost is the difference).
 //!
 //! `cargo bench --bench pipeline` (env `REKAP_BENCH_PAGES`, default 12 pages = 4 submissions).
 //! Needs the ONNX Runtime library (scripts/fetch-onnxruntime.sh) and models/digits.json.
@@ -119,6 +120,36 @@ fn main() -> anyhow::Result<()> {
         let peak = status_kb("VmHWM:");
         results.push((threads, wall, cpu, rss_before, peak));
     }
+    // Peak memory of real worker processes: `rekap process -j N` on the same photos, its
+    // VmHWM (peak resident set of the process since exec) polled from /proc while it runs
+    // (monotonic, so the last reading is the peak up to a few ms before exit, when it frees).
+    let child_peak_mb = |jobs: usize| -> anyhow::Result<f64> {
+        let out = dir.path().join(format!("results-j{jobs}.jsonl"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rekap"))
+            .arg("process")
+            .arg(dir.path())
+            .args(["--jobs", &jobs.to_string(), "--quiet", "--out"])
+            .arg(&out)
+            .spawn()?;
+        let status_path = format!("/proc/{}/status", child.id());
+        let mut peak_kb = 0.0f64;
+        loop {
+            let hwm = std::fs::read_to_string(&status_path)
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+                .unwrap_or(0.0);
+            peak_kb = peak_kb.max(hwm);
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(peak_kb / 1024.0)
+    };
+    let proc1 = child_peak_mb(1)?;
+    let proc2 = child_peak_mb(2)?;
     let (_, wall1, cpu1, rss1, peak1) = results[0];
     let (_, wall2, cpu2, _, _) = results[1];
     println!(
@@ -158,6 +189,15 @@ fn main() -> anyhow::Result<()> {
         "  peak memory, 1 worker : {:.0} MB resident at peak ({:.0} MB before the run)",
         peak1 / 1024.0,
         rss1 / 1024.0
+    );
+    println!(
+        "    (the bench process itself: its synthetic generator and the heap kept from generating"
+    );
+    println!("     the photos count too; the worker processes below show what a worker needs)");
+    println!(
+        "  peak memory, rekap process -j 1: {proc1:.0} MB whole process; -j 2: {proc2:.0} MB \
+         ({:.0} MB more for the second worker)",
+        proc2 - proc1
     );
     Ok(())
 }

@@ -78,6 +78,60 @@ impl Homography {
         ])
     }
 
+    /// [`Homography::apply`] to the points `(xs[i], ys[i])`, into `px`/`py` (resized to
+    /// `xs.len()`), bit-identical to `apply`; a point at infinity is written as NaN.
+    pub fn apply_points(&self, xs: &[f64], ys: &[f64], px: &mut Vec<f64>, py: &mut Vec<f64>) {
+        let m = &self.m;
+        let (m00, m01, m02) = (m[(0, 0)], m[(0, 1)], m[(0, 2)]);
+        let (m10, m11, m12) = (m[(1, 0)], m[(1, 1)], m[(1, 2)]);
+        let (m20, m21, m22) = (m[(2, 0)], m[(2, 1)], m[(2, 2)]);
+        let n = xs.len().min(ys.len());
+        px.clear();
+        px.resize(n, 0.0);
+        py.clear();
+        py.resize(n, 0.0);
+        // One pass: the denominator is computed once per point.
+        for (((ox, oy), &x), &y) in px.iter_mut().zip(py.iter_mut()).zip(xs).zip(ys) {
+            let w = m20 * x + m21 * y + m22;
+            if w.abs() < MIN_W {
+                *ox = f64::NAN;
+                *oy = f64::NAN;
+            } else {
+                *ox = (m00 * x + m01 * y + m02) / w;
+                *oy = (m10 * x + m11 * y + m12) / w;
+            }
+        }
+    }
+
+    /// [`Homography::apply`] to the row of points `(x, y)` for `x` in `xs`, into `px`/`py`
+    /// (which are resized to `xs.len()`). Same arithmetic as `apply`, so bit-identical
+    /// results, in one tight loop over the row; a point `apply` maps to
+    /// infinity (`None`) is written as NaN, which [`super::sample::bilinear`] rejects.
+    pub fn apply_row(&self, xs: &[f64], y: f64, px: &mut Vec<f64>, py: &mut Vec<f64>) {
+        let m = &self.m;
+        let (m00, m01, m02) = (m[(0, 0)], m[(0, 1)], m[(0, 2)]);
+        let (m10, m11, m12) = (m[(1, 0)], m[(1, 1)], m[(1, 2)]);
+        let (m20, m21, m22) = (m[(2, 0)], m[(2, 1)], m[(2, 2)]);
+        // The y products are the same for every point; the sums keep `apply`'s order
+        // ((a*x + b*y) + c), so each result equals `apply`'s to the bit.
+        let (t0, t1, t2) = (m01 * y, m11 * y, m21 * y);
+        px.clear();
+        px.resize(xs.len(), 0.0);
+        py.clear();
+        py.resize(xs.len(), 0.0);
+        // One pass: the denominator is computed once per point.
+        for ((ox, oy), &x) in px.iter_mut().zip(py.iter_mut()).zip(xs) {
+            let w = m20 * x + t2 + m22;
+            if w.abs() < MIN_W {
+                *ox = f64::NAN;
+                *oy = f64::NAN;
+            } else {
+                *ox = (m00 * x + t0 + m02) / w;
+                *oy = (m10 * x + t1 + m12) / w;
+            }
+        }
+    }
+
     pub fn inverse(&self) -> Option<Self> {
         self.m.try_inverse().and_then(Self::from_matrix)
     }
@@ -253,6 +307,37 @@ fn residual(h: &Homography, s: [f64; 2], d: [f64; 2]) -> f64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The batch maps give `apply`'s results to the bit (NaN where `apply` gives None).
+        #[test]
+        fn batch_apply_matches_apply(
+            a in proptest::collection::vec(-5.0f64..5.0, 8),
+            pts in proptest::collection::vec((-800.0f64..800.0, -800.0f64..800.0), 1..40),
+            y in -800.0f64..800.0,
+        ) {
+            let Some(h) = Homography::from_array([
+                a[0] * 10.0, a[1], a[2] * 100.0, a[3], a[4] * 10.0, a[5] * 100.0,
+                a[6] * 1e-3, a[7] * 1e-3, 1.0,
+            ]) else {
+                return Ok(());
+            };
+            let bits = |p: Option<[f64; 2]>| p.map(|q| q.map(f64::to_bits));
+            let xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+            let ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
+            let (mut px, mut py) = (Vec::new(), Vec::new());
+            h.apply_points(&xs, &ys, &mut px, &mut py);
+            for i in 0..xs.len() {
+                let got = (!px[i].is_nan()).then_some([px[i], py[i]]);
+                prop_assert_eq!(bits(got), bits(h.apply([xs[i], ys[i]])));
+            }
+            h.apply_row(&xs, y, &mut px, &mut py);
+            for i in 0..xs.len() {
+                let got = (!px[i].is_nan()).then_some([px[i], py[i]]);
+                prop_assert_eq!(bits(got), bits(h.apply([xs[i], y])));
+            }
+        }
+    }
 
     fn sample_h(angle: f64, scale: f64, tx: f64, ty: f64, p0: f64, p1: f64) -> Homography {
         let (s, c) = angle.sin_cos();

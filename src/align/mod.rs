@@ -374,6 +374,11 @@ fn dark_component_moments(bin: &GrayImage) -> Vec<[f64; 6]> {
         let row = &raw[y * w..(y + 1) * w];
         let mut x = 0;
         while x < w {
+            // Paper dominates: skip all-white (no zero byte) words of 8 pixels at once.
+            if x + 8 <= w && row[x..x + 8].iter().all(|&v| v != 0) {
+                x += 8;
+                continue;
+            }
             if row[x] == 0 {
                 let x0 = x;
                 while x < w && row[x] == 0 {
@@ -439,37 +444,70 @@ fn dark_component_moments(bin: &GrayImage) -> Vec<[f64; 6]> {
 }
 
 /// Adaptive threshold: 0 where a pixel is more than `delta` below the mean of the
-/// `(2r+1)^2` window around it (clipped at the borders), 255 elsewhere. Integral-image based,
-/// O(1) per pixel.
+/// `(2r+1)^2` window around it (clipped at the borders), 255 elsewhere. O(1) per pixel: running
+/// column sums over the window's rows, then a prefix sum along each row, so only two rows of
+/// sums are held (not a whole-image integral image) and the interior loop vectorises.
 fn dark_mask(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let raw = img.as_raw();
-    // Integral image with a zero first row/column: ii[(y+1)*(w+1) + (x+1)] = sum over [0..=y][0..=x].
-    let stride = w + 1;
-    let mut ii = vec![0u32; (w + 1) * (h + 1)];
-    for y in 0..h {
-        let mut row = 0u32;
-        for x in 0..w {
-            row += u32::from(raw[y * w + x]);
-            ii[(y + 1) * stride + x + 1] = ii[y * stride + x + 1] + row;
-        }
-    }
     let r = r as usize;
     let mut out = vec![255u8; w * h];
+    // col[x] = sum of column x over the window's rows [y0, y1); prefix[x] = sum of col[..x].
+    // Invariant: every sum is at most (2r+1)^2 * 255, far below i32::MAX for the radii used
+    // (r <= 200 keeps it under 2^26), so the comparison is exact in i32.
+    let mut col = vec![0i32; w];
+    let mut prefix = vec![0i32; w + 1];
+    let (mut cy0, mut cy1) = (0usize, 0usize);
     for y in 0..h {
         let y0 = y.saturating_sub(r);
         let y1 = (y + r + 1).min(h);
-        for x in 0..w {
-            let x0 = x.saturating_sub(r);
-            let x1 = (x + r + 1).min(w);
-            let sum = ii[y1 * stride + x1] + ii[y0 * stride + x0]
-                - ii[y0 * stride + x1]
-                - ii[y1 * stride + x0];
-            let n = ((y1 - y0) * (x1 - x0)) as i64;
-            // v < mean - delta  <=>  v * n < sum - delta * n
-            let v = i64::from(raw[y * w + x]);
-            if v * n < i64::from(sum) - i64::from(delta) * n {
-                out[y * w + x] = 0;
+        while cy1 < y1 {
+            for (c, &v) in col.iter_mut().zip(&raw[cy1 * w..(cy1 + 1) * w]) {
+                *c += i32::from(v);
+            }
+            cy1 += 1;
+        }
+        while cy0 < y0 {
+            for (c, &v) in col.iter_mut().zip(&raw[cy0 * w..(cy0 + 1) * w]) {
+                *c -= i32::from(v);
+            }
+            cy0 += 1;
+        }
+        let mut acc = 0i32;
+        for (p, &c) in prefix[1..].iter_mut().zip(&col) {
+            acc += c;
+            *p = acc;
+        }
+        let rows = (y1 - y0) as i32;
+        let row = &raw[y * w..(y + 1) * w];
+        let orow = &mut out[y * w..(y + 1) * w];
+        // v < mean - delta  <=>  v * n < sum - delta * n
+        let mut put = |x: usize, x0: usize, x1: usize| {
+            let n = rows * (x1 - x0) as i32;
+            let sum = prefix[x1] - prefix[x0];
+            if i32::from(row[x]) * n < sum - delta * n {
+                orow[x] = 0;
+            }
+        };
+        // Interior columns have the full window width 2r+1.
+        let lo = r.min(w);
+        let hi = w.saturating_sub(r).max(lo);
+        for x in (0..lo).chain(hi..w) {
+            put(x, x.saturating_sub(r), (x + r + 1).min(w));
+        }
+        if hi > lo {
+            let n = rows * (2 * r + 1) as i32;
+            let dn = delta * n;
+            let sums = prefix[lo + r + 1..=hi + r]
+                .iter()
+                .zip(&prefix[lo - r..hi - r]);
+            // A select rather than a conditional store, so the loop vectorises.
+            for ((o, &v), (&a, &b)) in orow[lo..hi].iter_mut().zip(&row[lo..hi]).zip(sums) {
+                *o = if i32::from(v) * n < (a - b) - dn {
+                    0
+                } else {
+                    255
+                };
             }
         }
     }
@@ -477,29 +515,52 @@ fn dark_mask(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
         .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
 }
 
-/// 3x3 maximum filter (grows white, shrinks dark by one pixel), separable.
+/// 3x3 maximum filter (grows white, shrinks dark by one pixel), separable; edges replicate.
 fn max3x3(img: &GrayImage) -> GrayImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    if w < 3 || h < 3 {
+        return max3x3_simple(img);
+    }
     let raw = img.as_raw();
     let mut tmp = vec![0u8; w * h];
-    for y in 0..h {
-        let row = &raw[y * w..(y + 1) * w];
-        for x in 0..w {
-            let a = row[x.saturating_sub(1)];
-            let b = row[x];
-            let c = row[(x + 1).min(w - 1)];
-            tmp[y * w + x] = a.max(b).max(c);
+    for (row, trow) in raw.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
+        trow[0] = row[0].max(row[1]);
+        trow[w - 1] = row[w - 2].max(row[w - 1]);
+        for (t, ((&a, &b), &c)) in trow[1..w - 1]
+            .iter_mut()
+            .zip(row.iter().zip(&row[1..]).zip(&row[2..]))
+        {
+            *t = a.max(b).max(c);
         }
     }
     let mut out = vec![0u8; w * h];
-    for y in 0..h {
+    for (y, orow) in out.chunks_exact_mut(w).enumerate() {
         let (ya, yc) = (y.saturating_sub(1), (y + 1).min(h - 1));
-        for x in 0..w {
-            out[y * w + x] = tmp[ya * w + x].max(tmp[y * w + x]).max(tmp[yc * w + x]);
+        let (a, b, c) = (
+            &tmp[ya * w..(ya + 1) * w],
+            &tmp[y * w..(y + 1) * w],
+            &tmp[yc * w..(yc + 1) * w],
+        );
+        for (o, ((&a, &b), &c)) in orow.iter_mut().zip(a.iter().zip(b).zip(c)) {
+            *o = a.max(b).max(c);
         }
     }
     GrayImage::from_raw(w as u32, h as u32, out)
         .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
+}
+
+/// Pixel-by-pixel 3x3 maximum with replicated edges (tiny images, and the reference in tests).
+fn max3x3_simple(img: &GrayImage) -> GrayImage {
+    let (w, h) = img.dimensions();
+    GrayImage::from_fn(w, h, |x, y| {
+        let mut m = 0u8;
+        for yy in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+            for xx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                m = m.max(img.get_pixel(xx, yy)[0]);
+            }
+        }
+        image::Luma([m])
+    })
 }
 
 /// Share of the isolation ring around a mark that must be paper: marks sit in the margin.
@@ -1027,12 +1088,15 @@ fn square_centroid(
     let inside = |r: &RectMm, p: [f64; 2]| {
         p[0] >= r[0] && p[0] <= r[0] + r[2] && p[1] >= r[1] && p[1] <= r[1] + r[3]
     };
-    let mut pix = Vec::new();
+    let mut pix = Vec::with_capacity(((x1 - x0) * (y1 - y0)) as usize);
+    // Pixel centres of one row, mapped a row at a time (bit-identical to `inv.apply`; a point
+    // at infinity comes back as NaN and fails `inside`).
+    let xs: Vec<f64> = (x0..x1).map(|x| x as f64 + 0.5).collect();
+    let (mut tx, mut ty) = (Vec::new(), Vec::new());
     for y in y0..y1 {
-        for x in x0..x1 {
-            let Some(t) = inv.apply([x as f64 + 0.5, y as f64 + 0.5]) else {
-                continue;
-            };
+        inv.apply_row(&xs, y as f64 + 0.5, &mut tx, &mut ty);
+        for ((x, &u), &v) in (x0..x1).zip(&tx).zip(&ty) {
+            let t = [u, v];
             if !inside(&region, t) || others.iter().any(|o| inside(o, t)) {
                 continue;
             }
@@ -1043,9 +1107,17 @@ fn square_centroid(
         return None;
     }
     let mut vals: Vec<f64> = pix.iter().map(|p| p.2 as f64).collect();
-    vals.sort_by(|a, b| a.total_cmp(b));
-    let dark = vals[vals.len() / 10];
-    let light = vals[vals.len() * 9 / 10];
+    // Ranks len/10 and 9 len/10 of the sorted values, by selection: after the first select
+    // everything left of `hi` is <= vals[hi], so the second one ranks within the whole.
+    let (lo, hi) = (vals.len() / 10, vals.len() * 9 / 10);
+    let light = *vals.select_nth_unstable_by(hi, |a, b| a.total_cmp(b)).1;
+    let dark = if lo < hi {
+        *vals[..hi]
+            .select_nth_unstable_by(lo, |a, b| a.total_cmp(b))
+            .1
+    } else {
+        light
+    };
     if light - dark < MIN_TAG_CONTRAST {
         return None;
     }
@@ -1095,6 +1167,146 @@ mod tests {
         };
         let back: Alignment = serde_json::from_str(&serde_json::to_string(&fine).unwrap()).unwrap();
         assert_eq!(back.rms_error_mm, 0.25);
+    }
+
+    /// The whole-image integral-image threshold `dark_mask` replaced (reference for its output).
+    fn dark_mask_integral(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let raw = img.as_raw();
+        let stride = w + 1;
+        let mut ii = vec![0u32; (w + 1) * (h + 1)];
+        for y in 0..h {
+            let mut row = 0u32;
+            for x in 0..w {
+                row += u32::from(raw[y * w + x]);
+                ii[(y + 1) * stride + x + 1] = ii[y * stride + x + 1] + row;
+            }
+        }
+        let r = r as usize;
+        GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            let (x, y) = (x as usize, y as usize);
+            let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
+            let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
+            let sum = ii[y1 * stride + x1] + ii[y0 * stride + x0]
+                - ii[y0 * stride + x1]
+                - ii[y1 * stride + x0];
+            let n = ((y1 - y0) * (x1 - x0)) as i64;
+            let v = i64::from(raw[y * w + x]);
+            Luma([if v * n < i64::from(sum) - i64::from(delta) * n {
+                0
+            } else {
+                255
+            }])
+        })
+    }
+
+    fn noise_image(seed: u64, w: u32, h: u32) -> GrayImage {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        GrayImage::from_fn(w, h, |x, y| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Smooth-ish background plus noise, so both outcomes of the threshold occur.
+            let base = (x * 3 + y * 5) % 200;
+            Luma([(base as u64 + ((state >> 33) % 56)) as u8])
+        })
+    }
+
+    /// Per-step CPU profile of alignment on a real 12 MP page (not a speed assertion):
+    /// `REKAP_PROFILE_PAGE=photo.jpg cargo test --release --lib align::tests::profile -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn profile_align_steps() {
+        let Some(path) = std::env::var_os("REKAP_PROFILE_PAGE") else {
+            return;
+        };
+        let photo = crate::load::load_photo(std::path::Path::new(&path)).expect("photo");
+        let template = Template::load(std::path::Path::new(crate::template::DEFAULT_TEMPLATE_PATH))
+            .expect("template");
+        let gray = &photo.gray;
+        let factor = (gray.width().max(gray.height()) / WORK_LONG_SIDE).max(1);
+        let time = |name: &str, f: &mut dyn FnMut()| {
+            let mut best = f64::INFINITY;
+            for _ in 0..15 {
+                let t = std::time::Instant::now();
+                f();
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            eprintln!("{name:24} {best:7.3} ms (min of 15)");
+        };
+        let small = downscale(gray, factor);
+        let (w, h) = small.dimensions();
+        let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
+        let mask = dark_mask(&small, radius, DARK_DELTA);
+        let bin = max3x3(&mask);
+        time("downscale", &mut || {
+            std::hint::black_box(downscale(gray, factor));
+        });
+        time("dark_mask", &mut || {
+            std::hint::black_box(dark_mask(&small, radius, DARK_DELTA));
+        });
+        time("max3x3", &mut || {
+            std::hint::black_box(max3x3(&mask));
+        });
+        time("component moments", &mut || {
+            std::hint::black_box(dark_component_moments(&bin));
+        });
+        time("find_squares", &mut || {
+            std::hint::black_box(find_squares(&small, 1));
+        });
+        time("align_page total", &mut || {
+            let _ = std::hint::black_box(align_page(gray, &template));
+        });
+        let src: Vec<[f64; 2]> = (0..8)
+            .map(|i| [(i * 37 % 11) as f64 * 50.0, (i * 13 % 7) as f64 * 80.0])
+            .collect();
+        let dst: Vec<[f64; 2]> = src
+            .iter()
+            .map(|p| {
+                [
+                    p[0] * 3.9 + 0.01 * p[1] + 200.0,
+                    p[1] * 3.8 - 0.02 * p[0] + 90.0,
+                ]
+            })
+            .collect();
+        time("ransac of 8 points", &mut || {
+            std::hint::black_box(homography::ransac(&src, &dst, 5.0));
+        });
+        let cands = {
+            let (sq, bt, b) = find_squares(&small, 1);
+            pair_marks(&b, &sq, &bt, factor as f64, 1.0)
+        };
+        let page = &template.pages[0];
+        let marks = corner_marks(page).expect("marks");
+        let pages: Vec<&Page> = template.pages.iter().collect();
+        time("search_quads", &mut || {
+            std::hint::black_box(search_quads(gray, &cands, &marks, &page.tag.rect, &pages));
+        });
+        let (h0, pg, hd) =
+            search_quads(gray, &cands, &marks, &page.tag.rect, &pages).expect("found");
+        time("refine", &mut || {
+            std::hint::black_box(refine(gray, h0, pg, hd));
+        });
+    }
+
+    proptest! {
+        /// The streaming threshold gives exactly the integral-image result, borders included.
+        #[test]
+        fn dark_mask_matches_integral_reference(
+            seed in 0u64..1000, w in 1u32..60, h in 1u32..60, r in 1u32..30, delta in 0i32..40
+        ) {
+            let img = noise_image(seed, w, h);
+            prop_assert_eq!(dark_mask(&img, r, delta), dark_mask_integral(&img, r, delta));
+        }
+
+        /// The vectorised 3x3 maximum equals the pixel-by-pixel one.
+        #[test]
+        fn max3x3_matches_simple(seed in 0u64..1000, w in 1u32..40, h in 1u32..40) {
+            let img = noise_image(seed, w, h);
+            prop_assert_eq!(max3x3(&img), max3x3_simple(&img));
+        }
     }
 
     proptest! {

@@ -5,7 +5,7 @@
 //! valid for the small offsets searched here.
 
 use super::Homography;
-use super::sample::bilinear;
+use super::sample::Sampler;
 use crate::template::RectMm;
 use serde::{Deserialize, Serialize};
 
@@ -70,31 +70,53 @@ fn edge_samples(boxes: &[RectMm], line_mm: f64, axis: Axis) -> Vec<[f64; 2]> {
     out
 }
 
+/// Reusable buffers for [`score`]: template points and their images.
+#[derive(Default)]
+struct Scratch {
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+    px: Vec<f64>,
+    py: Vec<f64>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn score(
-    gray: &image::GrayImage,
+    sampler: &Sampler,
     h: &Homography,
     pts: &[[f64; 2]],
     axis: Axis,
     off: f64,
     other: f64,
     line_mm: f64,
+    buf: &mut Scratch,
 ) -> f64 {
     let side = line_mm / 2.0 + PAPER_OFFSET_MM;
-    let mut total = 0.0;
-    let mut n = 0usize;
+    // Per point three template positions: on the line, and paper on either side of it.
+    let (dx, dy) = match axis {
+        Axis::X => ([0.0, -side, side], [0.0; 3]),
+        Axis::Y => ([0.0; 3], [0.0, -side, side]),
+    };
+    buf.xs.clear();
+    buf.ys.clear();
     for p in pts {
         let (px, py) = match axis {
             Axis::X => (p[0] + off, p[1] + other),
             Axis::Y => (p[0] + other, p[1] + off),
         };
-        let at = |dx: f64, dy: f64| {
-            h.apply([px + dx, py + dy])
-                .and_then(|q| bilinear(gray, q[0], q[1]))
-        };
-        let (line, a, b) = match axis {
-            Axis::X => (at(0.0, 0.0), at(-side, 0.0), at(side, 0.0)),
-            Axis::Y => (at(0.0, 0.0), at(0.0, -side), at(0.0, side)),
-        };
+        for k in 0..3 {
+            buf.xs.push(px + dx[k]);
+            buf.ys.push(py + dy[k]);
+        }
+    }
+    h.apply_points(&buf.xs, &buf.ys, &mut buf.px, &mut buf.py);
+    let mut total = 0.0;
+    let mut n = 0usize;
+    for (qx, qy) in buf.px.chunks_exact(3).zip(buf.py.chunks_exact(3)) {
+        let (line, a, b) = (
+            sampler.at(qx[0], qy[0]),
+            sampler.at(qx[1], qy[1]),
+            sampler.at(qx[2], qy[2]),
+        );
         if let (Some(l), Some(a), Some(b)) = (line, a, b) {
             // The brighter side is paper for sure (the other may hold ink or a neighbour line).
             total += a.max(b) - l;
@@ -109,18 +131,19 @@ fn score(
 }
 
 fn search(
-    gray: &image::GrayImage,
+    sampler: &Sampler,
     h: &Homography,
     pts: &[[f64; 2]],
     axis: Axis,
     other: f64,
     line_mm: f64,
+    buf: &mut Scratch,
 ) -> (f64, f64) {
     let mut best: (f64, f64) = (0.0, f64::NEG_INFINITY);
     let steps = (MAX_SNAP_MM / COARSE_STEP_MM).round() as i32;
     for i in -steps..=steps {
         let off = i as f64 * COARSE_STEP_MM;
-        let s = score(gray, h, pts, axis, off, other, line_mm);
+        let s = score(sampler, h, pts, axis, off, other, line_mm, buf);
         // Prefer the smaller offset on ties so flat regions do not drift.
         if s > best.1 + 1e-9 || ((s - best.1).abs() <= 1e-9 && off.abs() < best.0.abs()) {
             best = (off, s);
@@ -128,9 +151,10 @@ fn search(
     }
     let centre = best.0;
     let fine = (COARSE_STEP_MM / FINE_STEP_MM).round() as i32;
-    for i in -fine..=fine {
+    // i = 0 is the coarse winner itself, already scored (and `>` would not take it again).
+    for i in (-fine..=fine).filter(|&i| i != 0) {
         let off = centre + i as f64 * FINE_STEP_MM;
-        let s = score(gray, h, pts, axis, off, other, line_mm);
+        let s = score(sampler, h, pts, axis, off, other, line_mm, buf);
         if s > best.1 {
             best = (off, s);
         }
@@ -146,10 +170,17 @@ pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], lin
     }
     let xs = edge_samples(boxes, line_mm, Axis::X);
     let ys = edge_samples(boxes, line_mm, Axis::Y);
-    let (dx, _) = search(gray, h, &xs, Axis::X, 0.0, line_mm);
-    let (dy, sy) = search(gray, h, &ys, Axis::Y, dx, line_mm);
-    // Re-fit x with the found y (one alternation suffices for small offsets).
-    let (dx, sx) = search(gray, h, &xs, Axis::X, dy, line_mm);
+    let sampler = Sampler::new(gray);
+    let mut buf = Scratch::default();
+    let first_x = search(&sampler, h, &xs, Axis::X, 0.0, line_mm, &mut buf);
+    let (dy, sy) = search(&sampler, h, &ys, Axis::Y, first_x.0, line_mm, &mut buf);
+    // Re-fit x with the found y (one alternation suffices for small offsets). With dy = 0
+    // the re-fit would sample exactly the first search's points: reuse its result.
+    let (dx, sx) = if dy == 0.0 {
+        first_x
+    } else {
+        search(&sampler, h, &xs, Axis::X, dy, line_mm, &mut buf)
+    };
     let contrast = sx.min(sy);
     if contrast < MIN_LINE_CONTRAST {
         return Snap {

@@ -5,10 +5,10 @@ pub mod lines;
 pub mod normalize;
 
 use crate::align::Homography;
-use crate::align::sample::bilinear;
+use crate::align::sample::Sampler;
 use crate::decide::{BubbleColumn, BubbleState, TallyRange};
 use crate::template::{Field, RectMm};
-use image::{GrayImage, Luma};
+use image::GrayImage;
 use normalize::{InkMap, crop_levels, ink_map_from_gray};
 
 /// Box crops are resampled at this many pixels per mm (a 17 mm box becomes ~50 px, the size the
@@ -71,28 +71,51 @@ pub fn sample_rect(
     let mut off = 0usize;
     let step = 1.0 / px_per_mm;
     let sub = step / ss as f64;
-    let img = GrayImage::from_fn(w, hh, |x, y| {
-        let mut acc = 0.0;
-        let mut n = 0.0;
+    let sampler = Sampler::new(gray);
+    let (wu, ssu) = (w as usize, ss as usize);
+    // Template x of every sample column (x-major, then sx): the same for every row.
+    let mxs: Vec<f64> = (0..wu * ssu)
+        .map(|k| rect[0] + (k / ssu) as f64 * step + ((k % ssu) as f64 + 0.5) * sub)
+        .collect();
+    let (mut px, mut py) = (Vec::with_capacity(mxs.len()), Vec::with_capacity(mxs.len()));
+    let mut acc = vec![0.0f64; wu];
+    let mut cnt = vec![0u32; wu];
+    let mut pixels = Vec::with_capacity(wu * hh as usize);
+    for y in 0..hh {
+        acc.iter_mut().for_each(|a| *a = 0.0);
+        cnt.iter_mut().for_each(|c| *c = 0);
+        // Each pixel's samples are summed in the order (sy, sx), as one pixel at a time would.
         for sy in 0..ss {
-            for sx in 0..ss {
-                let mx = rect[0] + x as f64 * step + (sx as f64 + 0.5) * sub;
-                let my = rect[1] + y as f64 * step + (sy as f64 + 0.5) * sub;
-                if let Some(v) = h.apply([mx, my]).and_then(|p| bilinear(gray, p[0], p[1])) {
-                    acc += v;
-                    n += 1.0;
+            let my = rect[1] + y as f64 * step + (sy as f64 + 0.5) * sub;
+            h.apply_row(&mxs, my, &mut px, &mut py);
+            for (k, (&x, &y)) in px.iter().zip(&py).enumerate() {
+                if let Some(v) = sampler.at(x, y) {
+                    acc[k / ssu] += v;
+                    cnt[k / ssu] += 1;
                 }
             }
         }
-        if n == 0.0 {
-            off += 1;
-            Luma([OFF_PHOTO_FILL])
-        } else {
-            Luma([(acc / n).round().clamp(0.0, 255.0) as u8])
+        for (&a, &n) in acc.iter().zip(&cnt) {
+            pixels.push(if n == 0 {
+                off += 1;
+                OFF_PHOTO_FILL
+            } else {
+                round_to_u8(a / f64::from(n))
+            });
         }
-    });
+    }
+    let img = GrayImage::from_raw(w, hh, pixels).unwrap_or_else(|| GrayImage::new(w, hh));
     let share = off as f64 / (w as f64 * hh as f64);
     (img, share)
+}
+
+/// `v.round().clamp(0, 255)` as u8 for a finite `v >= 0` (an average of samples), without the
+/// libm `round` call: `v - trunc(v)` is exact, so this rounds half away from zero like `round`.
+#[inline(always)]
+fn round_to_u8(v: f64) -> u8 {
+    let t = v.min(255.0) as u32 as f64;
+    let r = if v - t >= 0.5 { t + 1.0 } else { t };
+    r.min(255.0) as u8
 }
 
 /// Cut every digit box of `field`, shifted by the snap offset `(dx, dy)` mm.
@@ -189,7 +212,8 @@ pub fn read_bubbles(
 }
 
 fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
-    let sample = |x: f64, y: f64| h.apply([x, y]).and_then(|p| bilinear(gray, p[0], p[1]));
+    let sampler = Sampler::new(gray);
+    let sample = |x: f64, y: f64| h.apply([x, y]).and_then(|p| sampler.at(p[0], p[1]));
     // Paper level: brightest half of the ring samples (neighbouring ink may touch the ring).
     let mut ring = Vec::new();
     for k in 0..24 {
@@ -203,8 +227,8 @@ fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
     if ring.is_empty() {
         return 0.0;
     }
-    ring.sort_by(|a, b| b.total_cmp(a));
-    let paper = ring[ring.len() / 4];
+    let k = ring.len() / 4;
+    let paper = *ring.select_nth_unstable_by(k, |a, b| b.total_cmp(a)).1;
     let thr = paper * (1.0 - BUBBLE_DARK_SHARE);
     let ri = r * BUBBLE_INNER_FRACTION;
     let n = (ri / BUBBLE_STEP_MM).ceil() as i32;
@@ -246,11 +270,11 @@ pub const STROKES_PER_CELL: u32 = 5;
 pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> TallyRange {
     let xs = &field.col_edges_mm;
     let ys = &field.row_edges_mm;
-    let sample = |x: f64, y: f64| {
-        h.apply([x + dx, y + dy])
-            .and_then(|p| bilinear(gray, p[0], p[1]))
-    };
+    let sampler = Sampler::new(gray);
     let mut marked = 0u32;
+    // Buffers reused across cells: one row of sample x (template mm, shifted) and its image.
+    let (mut row_x, mut px, mut py) = (Vec::new(), Vec::new(), Vec::new());
+    let mut vals = Vec::new();
     for r in 0..ys.len().saturating_sub(1) {
         for c in 0..xs.len().saturating_sub(1) {
             let (x0, x1, y0, y1) = (xs[c], xs[c + 1], ys[r], ys[r + 1]);
@@ -258,23 +282,31 @@ pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: 
                 (x1 - x0) * (1.0 - TALLY_INNER) / 2.0,
                 (y1 - y0) * (1.0 - TALLY_INNER) / 2.0,
             );
-            let mut vals = Vec::new();
+            // The sample grid steps by repeated addition (as it always has, so the points stay
+            // the same to the bit); every row of the cell shares the same x positions.
+            row_x.clear();
+            let mut x = x0 + mx;
+            while x <= x1 - mx {
+                row_x.push(x + dx);
+                x += TALLY_STEP_MM;
+            }
+            vals.clear();
             let mut y = y0 + my;
             while y <= y1 - my {
-                let mut x = x0 + mx;
-                while x <= x1 - mx {
-                    if let Some(v) = sample(x, y) {
+                h.apply_row(&row_x, y + dy, &mut px, &mut py);
+                for (&qx, &qy) in px.iter().zip(&py) {
+                    if let Some(v) = sampler.at(qx, qy) {
                         vals.push(v);
                     }
-                    x += TALLY_STEP_MM;
                 }
                 y += TALLY_STEP_MM;
             }
             if vals.is_empty() {
                 continue;
             }
-            vals.sort_by(|a, b| b.total_cmp(a));
-            let paper = vals[vals.len() / 5];
+            // The value of rank len/5 in descending order (a selection, not a full sort).
+            let k = vals.len() / 5;
+            let paper = *vals.select_nth_unstable_by(k, |a, b| b.total_cmp(a)).1;
             let thr = paper - TALLY_STROKE_CONTRAST;
             let inked = vals.iter().filter(|v| **v < thr).count() as f64 / vals.len() as f64;
             if inked >= TALLY_CELL_INKED {
@@ -286,5 +318,180 @@ pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: 
         cells_marked: marked,
         min: marked,
         max: marked * STROKES_PER_CELL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::sample::bilinear;
+    use image::Luma;
+    use proptest::prelude::*;
+
+    /// The per-pixel `from_fn` sampler `sample_rect` replaced (reference for its output).
+    fn sample_rect_reference(
+        gray: &GrayImage,
+        h: &Homography,
+        rect: &RectMm,
+        px_per_mm: f64,
+    ) -> (GrayImage, f64) {
+        let w = ((rect[2] * px_per_mm).round() as u32).max(1);
+        let hh = ((rect[3] * px_per_mm).round() as u32).max(1);
+        let centre = [rect[0] + rect[2] / 2.0, rect[1] + rect[3] / 2.0];
+        let ratio = h.local_scale(centre) / px_per_mm;
+        let ss: u32 = if ratio > SUPERSAMPLE_ABOVE_RATIO {
+            (ratio.ceil() as u32).min(3)
+        } else {
+            1
+        };
+        let mut off = 0usize;
+        let step = 1.0 / px_per_mm;
+        let sub = step / ss as f64;
+        let img = GrayImage::from_fn(w, hh, |x, y| {
+            let mut acc = 0.0;
+            let mut n = 0.0;
+            for sy in 0..ss {
+                for sx in 0..ss {
+                    let mx = rect[0] + x as f64 * step + (sx as f64 + 0.5) * sub;
+                    let my = rect[1] + y as f64 * step + (sy as f64 + 0.5) * sub;
+                    if let Some(v) = h.apply([mx, my]).and_then(|p| bilinear(gray, p[0], p[1])) {
+                        acc += v;
+                        n += 1.0;
+                    }
+                }
+            }
+            if n == 0.0 {
+                off += 1;
+                Luma([OFF_PHOTO_FILL])
+            } else {
+                Luma([(acc / n).round().clamp(0.0, 255.0) as u8])
+            }
+        });
+        (img, off as f64 / (w as f64 * hh as f64))
+    }
+
+    /// Per-step CPU profile of segmentation on a real 12 MP page (not a speed assertion):
+    /// `REKAP_PROFILE_PAGE=photo.jpg cargo test --release --lib segment::tests::profile -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn profile_segment_steps() {
+        use crate::align::snap;
+        use crate::template::{FieldKind, Template};
+        let Some(path) = std::env::var_os("REKAP_PROFILE_PAGE") else {
+            return;
+        };
+        let photo = crate::load::load_photo(std::path::Path::new(&path)).expect("photo");
+        let template = Template::load(std::path::Path::new(crate::template::DEFAULT_TEMPLATE_PATH))
+            .expect("template");
+        let gray = &photo.gray;
+        let al = crate::align::align_page(gray, &template).expect("aligned");
+        let h = al.h().expect("h");
+        let fields: Vec<_> = template.fields_on_page(al.page).collect();
+        let time = |name: &str, f: &mut dyn FnMut() -> usize| {
+            let mut best = f64::INFINITY;
+            let mut n = 0;
+            for _ in 0..9 {
+                let t = std::time::Instant::now();
+                n = f();
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            eprintln!("{name:24} {best:7.3} ms (min of 9), {n} items");
+        };
+        time("snap_boxes", &mut || {
+            fields
+                .iter()
+                .filter(|f| !f.boxes.is_empty())
+                .map(|f| {
+                    snap::snap_boxes(gray, &h, &f.boxes, f.line_mm.unwrap_or(0.5)).found as usize
+                })
+                .sum()
+        });
+        let digit = |f: &&&crate::template::Field| {
+            matches!(
+                f.kind,
+                FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date
+            )
+        };
+        time("cut_boxes", &mut || {
+            fields
+                .iter()
+                .filter(digit)
+                .map(|f| cut_boxes(gray, &h, f, 0.0, 0.0).len())
+                .sum()
+        });
+        time("sample_rect only", &mut || {
+            fields
+                .iter()
+                .filter(digit)
+                .flat_map(|f| f.boxes.iter())
+                .map(|b| sample_rect(gray, &h, b, SAMPLE_PX_PER_MM).0.len())
+                .sum()
+        });
+        let crops: Vec<BoxCrop> = fields
+            .iter()
+            .filter(digit)
+            .flat_map(|f| cut_boxes(gray, &h, f, 0.0, 0.0))
+            .collect();
+        time("normalize", &mut || {
+            crops
+                .iter()
+                .map(|c| normalize::normalize(&c.ink).len())
+                .sum()
+        });
+        time("read_bubbles", &mut || {
+            fields
+                .iter()
+                .filter(|f| f.kind == FieldKind::Bubbles)
+                .map(|f| read_bubbles(gray, &h, f, 0.0, 0.0).len())
+                .sum()
+        });
+        time("read_tally", &mut || {
+            fields
+                .iter()
+                .filter(|f| f.kind == FieldKind::TallyGrid)
+                .map(|f| read_tally(gray, &h, f, 0.0, 0.0).cells_marked as usize)
+                .sum()
+        });
+    }
+
+    #[test]
+    fn round_to_u8_matches_round() {
+        for i in 0..=300_000u32 {
+            let v = f64::from(i) / 1000.0;
+            for v in [v, v + 1e-9, (v - 1e-9).max(0.0), v + 0.5 - f64::EPSILON] {
+                assert_eq!(round_to_u8(v), v.round().clamp(0.0, 255.0) as u8, "{v}");
+            }
+        }
+    }
+
+    proptest! {
+        /// The streaming sampler gives exactly the reference's pixels and off-photo share, with
+        /// and without supersampling, on and off the photo, under perspective.
+        #[test]
+        fn sample_rect_matches_reference(
+            seed in 0u64..1000,
+            scale in 1.0f64..12.0,
+            angle in -0.6f64..0.6,
+            persp in -0.002f64..0.002,
+            x0 in -10.0f64..30.0,
+            y0 in -10.0f64..30.0,
+            rw in 0.5f64..15.0,
+            rh in 0.5f64..15.0,
+        ) {
+            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let img = GrayImage::from_fn(97, 83, |x, y| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                Luma([((x * 5 + y * 3) as u64 % 180 + (state >> 58)) as u8])
+            });
+            let (c, s) = (angle.cos() * scale, angle.sin() * scale);
+            let Some(h) = Homography::from_array([c, -s, 3.0, s, c, 2.0, persp, 0.0, 1.0]) else {
+                return Ok(());
+            };
+            let rect = [x0, y0, rw, rh];
+            prop_assert_eq!(
+                sample_rect(&img, &h, &rect, SAMPLE_PX_PER_MM),
+                sample_rect_reference(&img, &h, &rect, SAMPLE_PX_PER_MM)
+            );
+        }
     }
 }
