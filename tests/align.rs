@@ -236,22 +236,7 @@ fn three_marks_identify_but_are_not_trusted() {
     let page = 2;
     let h = pose(&t, 7.0, 2e-5, 1300, 1700, 0.85);
     let mut img = render(&t, page, &h, 1300, 1700);
-    let mark = t
-        .page(page)
-        .expect("page")
-        .marks
-        .iter()
-        .find(|m| m.name == "bottom_left")
-        .expect("mark");
-    let c = h.apply(mark.center).expect("maps");
-    let r = 40i64;
-    for y in (c[1] as i64 - r)..(c[1] as i64 + r) {
-        for x in (c[0] as i64 - r)..(c[0] as i64 + r) {
-            if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-                img.put_pixel(x as u32, y as u32, Luma([225]));
-            }
-        }
-    }
+    hide_marks(&t, page, &h, &mut img, &["bottom_left"]);
     let al = align_page(&img, &t).expect("identified from three marks");
     assert_eq!(al.page, page);
     assert!(!al.good, "three marks must not be trusted: {al:?}");
@@ -267,13 +252,17 @@ fn hide_marks(t: &Template, page: u32, h: &Homography, img: &mut GrayImage, name
             .iter()
             .find(|m| m.name == *name)
             .expect("mark");
-        let c = h.apply(mark.center).expect("maps");
-        let r = 40i64;
-        for y in (c[1] as i64 - r)..(c[1] as i64 + r) {
-            for x in (c[0] as i64 - r)..(c[0] as i64 + r) {
-                if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-                    img.put_pixel(x as u32, y as u32, Luma([225]));
-                }
+        paint_paper(img, h.apply(mark.center).expect("maps"));
+    }
+}
+
+/// Paint an 80 x 80 px square of plain paper centred at `c` (photo pixels).
+fn paint_paper(img: &mut GrayImage, c: [f64; 2]) {
+    let r = 40i64;
+    for y in (c[1] as i64 - r)..(c[1] as i64 + r) {
+        for x in (c[0] as i64 - r)..(c[0] as i64 + r) {
+            if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
+                img.put_pixel(x as u32, y as u32, Luma([225]));
             }
         }
     }
@@ -332,10 +321,6 @@ fn tag_alone_identifies_and_marks_alone_do_not() {
     let c = h
         .apply([rect[0] + rect[2] / 2.0, rect[1] + rect[3] / 2.0])
         .expect("maps");
-    for y in (c[1] as i64 - 40)..(c[1] as i64 + 40) {
-        for x in (c[0] as i64 - 40)..(c[0] as i64 + 40) {
-            img.put_pixel(x as u32, y as u32, Luma([225]));
-        }
-    }
+    paint_paper(&mut img, c);
     assert!(align_page(&img, &t).is_err(), "no tag, no page");
 }
