@@ -124,7 +124,8 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
         // Say which settings judge the fields: a models/decide.toml in the working folder
         // takes precedence over the project's.
         eprintln!(
-            "model {} ({}); settings {} (accept at {}, unchecked fields at {})",
+            "model {} ({}); settings {} (accept at {}, unchecked fields at {}, readings need {} \
+             on their own)",
             card.name,
             card_path.display(),
             settings_file.map_or("built-in defaults".to_string(), |p| p.display().to_string()),
@@ -132,7 +133,8 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
             pipeline
                 .config
                 .accept_threshold
-                .max(pipeline.config.unchecked_accept_threshold)
+                .max(pipeline.config.unchecked_accept_threshold),
+            pipeline.config.min_reading_confidence
         );
     }
     let bar = if args.quiet {
