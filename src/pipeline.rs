@@ -443,14 +443,40 @@ impl<M: Model> Pipeline<M> {
                 });
             }
         }
+        // Pages identified by their tag but left unread (too few marks): their fields are
+        // missing for that reason, not because the page is absent.
+        let unread_pages: std::collections::HashSet<u32> = reads
+            .iter()
+            .filter(|r| !r.report.superseded)
+            .filter_map(|r| {
+                let a = r.report.alignment.as_ref()?;
+                (a.squares_used < MIN_SQUARES_TO_READ).then_some(a.page)
+            })
+            .collect();
         let evidence: Vec<FieldEvidence> = reads
             .iter_mut()
             .filter(|r| !r.report.superseded)
             .flat_map(|r| std::mem::take(&mut r.evidence))
             .collect();
         let t = Instant::now();
-        let decision = decide::decide(&self.template, &evidence, &self.config);
+        let mut decision = decide::decide(&self.template, &evidence, &self.config);
         timings.decide_ms = ms(t);
+        for f in self
+            .template
+            .fields
+            .iter()
+            .filter(|f| unread_pages.contains(&f.page))
+        {
+            if let Some(r) = decision.fields.get_mut(&f.id)
+                && r.status == decide::FieldStatus::Missing
+            {
+                for code in r.flags.iter_mut() {
+                    if code == decide::FlagCode::PageMissing.as_str() {
+                        *code = decide::FlagCode::AlignmentPoor.as_str().into();
+                    }
+                }
+            }
+        }
         flags.extend(decision.flags);
         let any_page = !best_for_page.is_empty();
         let status = if !any_page {

@@ -109,6 +109,50 @@ fn golden_results_on_bundled_data() {
     assert_eq!(want.len(), got.len());
 }
 
+/// A page identified by its tag but with too few marks to be read (one bundled photo has a
+/// corner cut off): it is named, not read, and its fields say why they are missing.
+#[test]
+fn identified_but_unread_pages_say_why() {
+    let template =
+        rekap::template::Template::load(&root().join(rekap::template::DEFAULT_TEMPLATE_PATH))
+            .expect("template");
+    let (_, results) = process(&[root().join("testdata/synth")], &[]);
+    let mut seen = 0;
+    for r in results.values() {
+        for p in r["pages"].as_array().expect("pages") {
+            let used = p["alignment"]["squares_used"].as_u64();
+            if used.is_none_or(|u| u >= rekap::pipeline::MIN_SQUARES_TO_READ as u64) {
+                continue;
+            }
+            seen += 1;
+            let page = p["page"].as_u64().expect("identified") as u32;
+            assert!(
+                p["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("identified by its tag")),
+                "{p}"
+            );
+            assert!(flag_codes(r).contains(&"alignment_poor".to_string()));
+            assert!(!flag_codes(r).contains(&"page_missing".to_string()), "{r}");
+            for f in template.fields.iter().filter(|f| f.page == page) {
+                let Some(fr) = r["fields"].get(&f.id) else {
+                    continue;
+                };
+                assert_eq!(fr["status"], "missing", "{}", f.id);
+                let flags: Vec<&str> = fr["flags"]
+                    .as_array()
+                    .expect("flags")
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect();
+                assert!(flags.contains(&"alignment_poor"), "{}: {flags:?}", f.id);
+                assert!(!flags.contains(&"page_missing"), "{}: {flags:?}", f.id);
+            }
+        }
+    }
+    assert!(seen >= 1, "the bundled data holds such a page");
+}
+
 /// The principle that matters most: no accepted field differs from what is on paper.
 #[test]
 fn no_accepted_field_is_wrong_on_bundled_data() {
