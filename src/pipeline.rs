@@ -91,6 +91,11 @@ pub const CROP_PX_PER_MM: f64 = 4.0;
 /// tag) but the pose far from the marks seen is off by centimetres (measured on cut-corner
 /// synth photos: 3-100 mm), so its fields are reported missing with the reason.
 pub const MIN_SQUARES_TO_READ: usize = 6;
+
+/// Is a page with this alignment identified but not read (see [`MIN_SQUARES_TO_READ`])?
+fn left_unread(a: &align::Alignment) -> bool {
+    a.squares_used < MIN_SQUARES_TO_READ
+}
 /// Margin around a field's boxes in its crop, mm.
 const CROP_MARGIN_MM: f64 = 2.0;
 
@@ -154,7 +159,7 @@ impl<M: Model> Pipeline<M> {
         };
         timings.align_ms = ms(t1);
         report.page = Some(al.page);
-        if al.squares_used < MIN_SQUARES_TO_READ {
+        if left_unread(&al) {
             // Identified by its tag, but with fewer than three marks the homography far from
             // them is a guess: crops would come from the wrong places. Nothing is read.
             report.error = Some(format!(
@@ -391,12 +396,7 @@ impl<M: Model> Pipeline<M> {
                     FlagCode::UnreadableFile
                 } else if r.report.page.is_none() {
                     FlagCode::NotAForm
-                } else if r
-                    .report
-                    .alignment
-                    .as_ref()
-                    .is_some_and(|a| a.squares_used < MIN_SQUARES_TO_READ)
-                {
+                } else if r.report.alignment.as_ref().is_some_and(left_unread) {
                     FlagCode::AlignmentPoor
                 } else {
                     FlagCode::UnreadableFile
@@ -413,7 +413,7 @@ impl<M: Model> Pipeline<M> {
             // (A page left unread for its alignment already has its flag, with the reason.)
             if let Some(a) = &r.report.alignment
                 && !a.good
-                && a.squares_used >= MIN_SQUARES_TO_READ
+                && !left_unread(a)
             {
                 flags.push(Flag {
                     code: FlagCode::AlignmentPoor,
@@ -448,10 +448,8 @@ impl<M: Model> Pipeline<M> {
         let unread_pages: std::collections::HashSet<u32> = reads
             .iter()
             .filter(|r| !r.report.superseded)
-            .filter_map(|r| {
-                let a = r.report.alignment.as_ref()?;
-                (a.squares_used < MIN_SQUARES_TO_READ).then_some(a.page)
-            })
+            .filter_map(|r| r.report.alignment.as_ref().filter(|a| left_unread(a)))
+            .map(|a| a.page)
             .collect();
         let evidence: Vec<FieldEvidence> = reads
             .iter_mut()
@@ -459,24 +457,8 @@ impl<M: Model> Pipeline<M> {
             .flat_map(|r| std::mem::take(&mut r.evidence))
             .collect();
         let t = Instant::now();
-        let mut decision = decide::decide(&self.template, &evidence, &self.config);
+        let decision = decide::decide_pages(&self.template, &evidence, &unread_pages, &self.config);
         timings.decide_ms = ms(t);
-        for f in self
-            .template
-            .fields
-            .iter()
-            .filter(|f| unread_pages.contains(&f.page))
-        {
-            if let Some(r) = decision.fields.get_mut(&f.id)
-                && r.status == decide::FieldStatus::Missing
-            {
-                for code in r.flags.iter_mut() {
-                    if code == decide::FlagCode::PageMissing.as_str() {
-                        *code = decide::FlagCode::AlignmentPoor.as_str().into();
-                    }
-                }
-            }
-        }
         flags.extend(decision.flags);
         let any_page = !best_for_page.is_empty();
         let status = if !any_page {

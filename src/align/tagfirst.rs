@@ -16,7 +16,7 @@
 
 use super::{MarkCandidate, TagMatch, try_pose};
 use crate::align::Homography;
-use crate::template::{Page, RectMm};
+use crate::template::{Page, RectMm, rect_corners};
 use image::{GrayImage, Luma};
 use imageproc::region_labelling::{Connectivity, connected_components};
 
@@ -140,12 +140,7 @@ fn tag_blobs(bin: &GrayImage) -> Vec<Blob> {
 /// `angle` radians (clockwise on screen, image y pointing down).
 fn square_pose(rect: &RectMm, c: [f64; 2], s: f64, angle: f64) -> Option<Homography> {
     let (sin, cos) = angle.sin_cos();
-    let src = [
-        [rect[0], rect[1]],
-        [rect[0] + rect[2], rect[1]],
-        [rect[0] + rect[2], rect[1] + rect[3]],
-        [rect[0], rect[1] + rect[3]],
-    ];
+    let src = rect_corners(rect);
     let half = s / 2.0;
     let dst = [[-half, -half], [half, -half], [half, half], [-half, half]]
         .map(|[u, v]| [c[0] + cos * u - sin * v, c[1] + sin * u + cos * v]);
@@ -162,12 +157,7 @@ fn with_marks(
     marks: &[[f64; 2]; 4],
     page: &Page,
 ) -> Homography {
-    let mut src: Vec<[f64; 2]> = vec![
-        [rect[0], rect[1]],
-        [rect[0] + rect[2], rect[1]],
-        [rect[0] + rect[2], rect[1] + rect[3]],
-        [rect[0], rect[1] + rect[3]],
-    ];
+    let mut src: Vec<[f64; 2]> = rect_corners(rect).to_vec();
     let Some(mut dst) = src
         .iter()
         .map(|p| h_tag.apply(*p))

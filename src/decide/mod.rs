@@ -439,6 +439,18 @@ pub struct Decision {
 /// Decide every numeric field of `template`. `evidence` holds the fields that were read;
 /// fields of pages that were not found are absent and reported `missing`.
 pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfig) -> Decision {
+    decide_pages(template, evidence, &HashSet::new(), cfg)
+}
+
+/// [`decide`], where `unread_pages` were identified but deliberately not read (too few
+/// registration marks): their fields are missing for that reason (`alignment_poor`), not because
+/// the page is absent (`page_missing`).
+pub fn decide_pages(
+    template: &Template,
+    evidence: &[FieldEvidence],
+    unread_pages: &HashSet<u32>,
+    cfg: &DecideConfig,
+) -> Decision {
     let rules = template.rules();
     let by_id: HashMap<&str, &FieldEvidence> =
         evidence.iter().map(|e| (e.id.as_str(), e)).collect();
@@ -459,7 +471,15 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
                     channels: Channels::default(),
                     alternatives: Vec::new(),
                     resolved_by: Vec::new(),
-                    flags: vec![FlagCode::PageMissing.as_str().into()],
+                    flags: vec![
+                        if unread_pages.contains(&f.page) {
+                            FlagCode::AlignmentPoor
+                        } else {
+                            FlagCode::PageMissing
+                        }
+                        .as_str()
+                        .into(),
+                    ],
                     source: None,
                 },
             );
@@ -704,17 +724,16 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
         flags.push(flag);
     }
     for (id, r) in fields.iter_mut() {
-        if r.status == FieldStatus::Missing
-            || !r.flags.is_empty()
-            || r.confidence < threshold_of(id)
-        {
+        if r.status == FieldStatus::Missing {
             continue;
         }
+        // Rules may confirm a reading only when it was already fairly sure on its own evidence.
         let own = cands
             .get(id)
             .and_then(|cs| cs.iter().find(|c| c.value == r.value))
             .map_or(0.0, |c| c.prob);
-        if own < cfg.min_reading_confidence {
+        let passes = r.flags.is_empty() && r.confidence >= threshold_of(id);
+        if passes && own < cfg.min_reading_confidence {
             r.flags.push(FlagCode::LowConfidence.as_str().into());
             flags.push(Flag {
                 code: FlagCode::LowConfidence,
@@ -730,15 +749,11 @@ pub fn decide(template: &Template, evidence: &[FieldEvidence], cfg: &DecideConfi
                 file: None,
             });
         }
-    }
-    for (id, r) in fields.iter_mut() {
-        if r.status != FieldStatus::Missing {
-            r.status = if r.flags.is_empty() && r.confidence >= threshold_of(id) {
-                FieldStatus::Accepted
-            } else {
-                FieldStatus::Flagged
-            };
-        }
+        r.status = if passes && own >= cfg.min_reading_confidence {
+            FieldStatus::Accepted
+        } else {
+            FieldStatus::Flagged
+        };
     }
     Decision {
         fields,

@@ -76,7 +76,7 @@ pub fn erase_edge_lines(ink: &mut InkMap) -> usize {
     // Zero the remnant's own samples and the faint fringe next to them (below the ink
     // threshold, so not part of any mark) inside the band.
     let in_band = |x: usize, y: usize| x < band || x >= w - band || y < band || y >= h - band;
-    let mut out = ink.clone();
+    // Only `labels` is read below, so the map can be cleared in place.
     for (x, y, p) in labels.enumerate_pixels() {
         let (x, y) = (x as usize, y as usize);
         if remnant[p.0[0] as usize] {
@@ -88,12 +88,11 @@ pub fn erase_edge_lines(ink: &mut InkMap) -> usize {
                 let (xx, yy) = (xx as usize, yy as usize);
                 let own = labels.get_pixel(xx as u32, yy as u32).0[0] as usize;
                 if in_band(xx, yy) && (own == p.0[0] as usize || own == 0) {
-                    out[[yy, xx]] = 0.0;
+                    ink[[yy, xx]] = 0.0;
                 }
             }
         }
     }
-    *ink = out;
     removed
 }
 
