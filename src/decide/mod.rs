@@ -156,6 +156,11 @@ pub struct FieldReport {
     pub status: FieldStatus,
     /// Probability that `value` is what is written.
     pub confidence: f64,
+    /// Probability of `value` on the field's own evidence (its boxes and bubbles), before any
+    /// rule; a field is accepted only when this reaches `min_reading_confidence`. Absent for
+    /// missing fields (and in results written before it was reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reading_confidence: Option<f64>,
     pub boxes: Vec<BoxReport>,
     pub channels: Channels,
     pub alternatives: Vec<Alternative>,
@@ -467,6 +472,7 @@ pub fn decide_pages(
                     value: None,
                     status: FieldStatus::Missing,
                     confidence: 0.0,
+                    reading_confidence: None,
                     boxes: Vec::new(),
                     channels: Channels::default(),
                     alternatives: Vec::new(),
@@ -491,6 +497,7 @@ pub fn decide_pages(
             value: cs.first().and_then(|c| c.value),
             status: FieldStatus::Flagged,
             confidence: cs.first().map(|c| c.prob).unwrap_or(0.0),
+            reading_confidence: None,
             boxes: ev
                 .boxes
                 .iter()
@@ -732,6 +739,7 @@ pub fn decide_pages(
             .get(id)
             .and_then(|cs| cs.iter().find(|c| c.value == r.value))
             .map_or(0.0, |c| c.prob);
+        r.reading_confidence = Some(own);
         let passes = r.flags.is_empty() && r.confidence >= threshold_of(id);
         if passes && own < cfg.min_reading_confidence {
             r.flags.push(FlagCode::LowConfidence.as_str().into());

@@ -217,6 +217,8 @@ mod tests {
             read_boxes: vec![],
             status,
             confidence: 0.5,
+            reading_confidence: None,
+            reading_floor: 0.0,
             flags: vec![],
             correct,
             officer_related: false,

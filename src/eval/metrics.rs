@@ -72,6 +72,10 @@ pub struct FieldOutcome {
     pub read_boxes: Vec<Label>,
     pub status: FieldStatus,
     pub confidence: f64,
+    /// Probability on the field's own evidence, when the results report it.
+    pub reading_confidence: Option<f64>,
+    /// The run's `min_reading_confidence` (0 for results written without settings).
+    pub reading_floor: f64,
     pub flags: Vec<String>,
     /// The value read equals the value written.
     pub correct: bool,
@@ -95,12 +99,17 @@ impl FieldOutcome {
     pub fn justified_flag(&self) -> bool {
         self.status == FieldStatus::Flagged && (!self.correct || self.officer_related)
     }
-    /// Read, and flagged (if at all) only for low confidence: the acceptance threshold alone
-    /// decides whether it is accepted.
+    /// Read, flagged (if at all) only for low confidence, and sure enough on its own evidence
+    /// for the run's reading floor: the acceptance threshold alone decides whether it is
+    /// accepted. A field held back by the floor carries the same `low_confidence` code, but no
+    /// threshold would accept it, so it is not counted here.
     pub fn threshold_decides(&self) -> bool {
         self.read_at_all()
             && self.status != FieldStatus::Missing
             && self.flags.iter().all(|f| f == THRESHOLD_FLAG)
+            && self
+                .reading_confidence
+                .is_none_or(|p| p >= self.reading_floor)
     }
 }
 
@@ -435,6 +444,11 @@ pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
                 read_boxes: fr.boxes.iter().map(|b| b.label).collect(),
                 status: fr.status,
                 confidence: fr.confidence,
+                reading_confidence: fr.reading_confidence,
+                reading_floor: r
+                    .settings
+                    .as_ref()
+                    .map_or(0.0, |c| c.min_reading_confidence),
                 flags: fr.flags.clone(),
                 correct: fr.value == ft.value,
                 officer_related: officer.contains(id),

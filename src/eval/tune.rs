@@ -2,8 +2,10 @@
 //! bound on the field silent error rate (accepted-and-wrong fields among all scored fields) at
 //! or below TARGET on this set, with the fewest fields sent to review.
 //!
-//! Only fields whose acceptance the threshold alone decides (read, and flagged for nothing but
-//! low confidence) move; fields with any other flag stay in review whatever the threshold.
+//! Only fields whose acceptance the threshold alone decides (read, flagged for nothing but low
+//! confidence, and at or above the run's `min_reading_confidence` on their own evidence) move;
+//! fields with any other flag, or held back by that reading floor, stay in review whatever the
+//! threshold.
 //! This is exact for the decision rule `confidence >= accept_threshold` on the confidences of
 //! this run; rules that resolve alternatives also consult the threshold, so a re-run at the new
 //! threshold can differ slightly, and fields no equality rule checks keep their own, stricter
@@ -94,4 +96,49 @@ pub fn tune(fields: &[FieldOutcome], target: f64) -> Result<TuneResult, EvalErro
         }
     }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::FieldStatus;
+    use crate::recognize::Label;
+
+    fn outcome(confidence: f64, reading: Option<f64>, correct: bool) -> FieldOutcome {
+        FieldOutcome {
+            submission: "s".into(),
+            field: "f".into(),
+            page: Some(1),
+            truth: Some(1),
+            truth_boxes: vec![Label::Digit(1)],
+            read: Some(if correct { 1 } else { 7 }),
+            read_boxes: vec![Label::Digit(if correct { 1 } else { 7 })],
+            status: FieldStatus::Flagged,
+            confidence,
+            reading_confidence: reading,
+            reading_floor: 0.99,
+            flags: vec!["low_confidence".into()],
+            correct,
+            officer_related: false,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn fields_held_by_the_reading_floor_are_not_the_thresholds_to_move() {
+        // 40 sure fields, and one wrong field the rules lifted to 0.9999 although its own
+        // reading was 0.9: no threshold accepts it (the floor holds it), so the tuner must not
+        // count it as an error of the threshold, nor as a field it could accept.
+        let mut fields: Vec<FieldOutcome> =
+            (0..40).map(|_| outcome(0.999, Some(0.999), true)).collect();
+        fields.push(outcome(0.9999, Some(0.9), false));
+        let t = tune(&fields, 0.1).unwrap();
+        assert_eq!((t.accepted, t.silent_errors), (40, 0), "{t:?}");
+        assert!((t.threshold - 0.999).abs() < 1e-12);
+        // Without the reading confidence (old results) the lifted field counts, and the bound
+        // forbids accepting anything at or below its confidence.
+        fields[40].reading_confidence = None;
+        let t = tune(&fields, 0.1).unwrap();
+        assert_eq!((t.accepted, t.silent_errors), (0, 0), "{t:?}");
+    }
 }
