@@ -56,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         size: "12mp".parse()?,
         hard_cases: 0.0,
         officer_errors: 0.0,
+        screen: 0.0,
     };
     let generator = Generator::new(template.clone(), bank, HashMap::new(), options)?;
     eprintln!("generating {subs} submissions of 12 MP pages...");

@@ -9,7 +9,7 @@ use crate::decide::{
 use crate::load;
 use crate::recognize::{Model, ModelPool, Prediction};
 use crate::segment::{self, normalize};
-use crate::template::{FieldKind, Template};
+use crate::template::{Field, FieldKind, Template};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +42,10 @@ pub struct PageReport {
     pub superseded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set when the page showed a screen's pixel lattice (a photo of a screen): the page's fine
+    /// texture in grey levels; its boxes were read through descreening (`segment::cut_page`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen_texture: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,6 +129,7 @@ impl<M: Model> Pipeline<M> {
             alignment: None,
             superseded: false,
             error: None,
+            screen_texture: None,
             width: None,
             height: None,
         };
@@ -200,38 +205,50 @@ impl<M: Model> Pipeline<M> {
         let mut pending: Vec<(String, usize, usize, bool, Vec<usize>, FieldSource)> = Vec::new();
         let mut bubbles: HashMap<String, Vec<decide::BubbleColumn>> = HashMap::new();
         let mut tallies: HashMap<String, decide::TallyRange> = HashMap::new();
+        let digit_fields: Vec<(&Field, f64, f64)> = page_fields
+            .iter()
+            .filter(|f| f.kind.has_digit_boxes())
+            .map(|f| {
+                let s = offset_of(&f.id);
+                (*f, s.dx_mm, s.dy_mm)
+            })
+            .collect();
+        let page_crops = segment::cut_page(gray, &h, &digit_fields);
+        if page_crops.descreened {
+            report.screen_texture = Some(page_crops.texture);
+        }
+        for ((f, _, _), crops) in digit_fields.iter().zip(page_crops.fields) {
+            let s = offset_of(&f.id);
+            let start = tensors.len();
+            let off = crops.iter().any(|c| c.off_photo > 0.0);
+            let mut doubtful = Vec::new();
+            for (i, c) in crops.iter().enumerate() {
+                let t = normalize::normalize(&c.ink);
+                if segment::is_doubtful(c, t.iter().all(|v| *v == 0.0)) {
+                    doubtful.push(i);
+                }
+                tensors.push(t);
+            }
+            let crop_path = self.write_crop(submission, &f.id, gray, &h, &f.boxes, s);
+            pending.push((
+                f.id.clone(),
+                start,
+                crops.len(),
+                off,
+                doubtful,
+                FieldSource {
+                    file: fname.clone(),
+                    sha256: photo.sha256.clone(),
+                    page: al.page,
+                    boxes_px: crops.iter().map(|c| c.quad_px).collect(),
+                    snap_mm: [s.dx_mm, s.dy_mm],
+                    crop: crop_path,
+                },
+            ));
+        }
         for f in &page_fields {
             match f.kind {
-                FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date => {
-                    let s = offset_of(&f.id);
-                    let crops = segment::cut_boxes(gray, &h, f, s.dx_mm, s.dy_mm);
-                    let start = tensors.len();
-                    let off = crops.iter().any(|c| c.off_photo > 0.0);
-                    let mut doubtful = Vec::new();
-                    for (i, c) in crops.iter().enumerate() {
-                        let t = normalize::normalize(&c.ink);
-                        if segment::is_doubtful(c, t.iter().all(|v| *v == 0.0)) {
-                            doubtful.push(i);
-                        }
-                        tensors.push(t);
-                    }
-                    let crop_path = self.write_crop(submission, &f.id, gray, &h, &f.boxes, s);
-                    pending.push((
-                        f.id.clone(),
-                        start,
-                        crops.len(),
-                        off,
-                        doubtful,
-                        FieldSource {
-                            file: fname.clone(),
-                            sha256: photo.sha256.clone(),
-                            page: al.page,
-                            boxes_px: crops.iter().map(|c| c.quad_px).collect(),
-                            snap_mm: [s.dx_mm, s.dy_mm],
-                            crop: crop_path,
-                        },
-                    ));
-                }
+                FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date => {}
                 FieldKind::Bubbles => {
                     if let Some(of) = &f.of {
                         let s = offset_of(of);

@@ -26,6 +26,7 @@ fn generator(size: SizeSpec, hard: f64, errors: f64) -> Generator {
             size,
             hard_cases: hard,
             officer_errors: errors,
+            screen: 0.0,
         },
     )
     .unwrap()
@@ -338,6 +339,7 @@ fn blank_page_image_is_photographed() {
             size: SizeSpec::Fixed(480, 640),
             hard_cases: 0.0,
             officer_errors: 0.0,
+            screen: 0.0,
         },
     )
     .unwrap();

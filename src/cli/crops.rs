@@ -12,7 +12,7 @@ use crate::align::{self, snap};
 use crate::load;
 use crate::segment::{self, normalize};
 use crate::synth::truth::{FieldTruth, Truth};
-use crate::template::{DEFAULT_TEMPLATE_PATH, Template};
+use crate::template::{DEFAULT_TEMPLATE_PATH, Field, Template};
 use anyhow::Context;
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -75,15 +75,21 @@ fn page_samples(
         return Vec::new();
     }
     let mut out = Vec::new();
-    for f in template.fields_on_page(pt.page) {
-        if f.boxes.is_empty() {
-            continue;
-        }
+    // Every field with boxes is cut (the page's texture is measured over all of them, as the
+    // pipeline does); only those with truth are written.
+    let fields: Vec<(&Field, f64, f64)> = template
+        .fields_on_page(pt.page)
+        .filter(|f| f.kind.has_digit_boxes())
+        .map(|f| {
+            let s = snap::snap_boxes(&photo.gray, &h, &f.boxes, f.line_mm.unwrap_or(0.5));
+            (f, s.dx_mm, s.dy_mm)
+        })
+        .collect();
+    let page = segment::cut_page(&photo.gray, &h, &fields);
+    for ((f, _, _), crops) in fields.iter().zip(&page.fields) {
         let Some(FieldTruth::Number { boxes, .. }) = truth.fields.get(&f.id) else {
             continue;
         };
-        let s = snap::snap_boxes(&photo.gray, &h, &f.boxes, f.line_mm.unwrap_or(0.5));
-        let crops = segment::cut_boxes(&photo.gray, &h, f, s.dx_mm, s.dy_mm);
         for (i, (c, lab)) in crops.iter().zip(boxes).enumerate() {
             let Some(label) = class_of(lab) else {
                 continue;

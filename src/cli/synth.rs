@@ -36,6 +36,10 @@ pub struct SynthArgs {
     /// Fraction of submissions carrying one deliberate officer error.
     #[arg(long, default_value_t = 0.15)]
     pub officer_errors: f64,
+    /// Fraction of submissions photographed off a screen showing the form (every page; moire
+    /// from the screen's pixel lattice). Tagged `screen` among the hard cases.
+    #[arg(long, default_value_t = 0.0)]
+    pub screen: f64,
     /// Use a blank page image instead of drawn artwork: PAGE_N=PNG (repeatable), e.g. a
     /// `pdftoppm -r 150 -png` render of the official form.
     #[arg(long = "blank-page", value_name = "PAGE_N=PNG")]
@@ -72,6 +76,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         size,
         hard_cases: fraction("hard-cases", args.hard_cases)?,
         officer_errors: fraction("officer-errors", args.officer_errors)?,
+        screen: fraction("screen", args.screen)?,
     };
     synth::prepare_output(&args.out)?;
     let template_path = resolve(&args.template, DEFAULT_TEMPLATE_PATH);

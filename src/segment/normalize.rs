@@ -170,6 +170,11 @@ fn quantile_level(hist: &[usize; 256], n: usize, q: f64) -> f64 {
 /// Paper level ([`PAPER_QUANTILE`]) and paper-minus-ink range (down to [`INK_QUANTILE`]) of a
 /// grey crop; an empty crop is white paper with no range.
 pub fn crop_levels(crop: &GrayImage) -> (f64, f64) {
+    crop_levels_at(crop, PAPER_QUANTILE)
+}
+
+/// [`crop_levels`] with the paper level taken at quantile `paper_quantile`.
+pub fn crop_levels_at(crop: &GrayImage, paper_quantile: f64) -> (f64, f64) {
     let n = (crop.width() * crop.height()) as usize;
     if n == 0 {
         return (255.0, 0.0);
@@ -178,7 +183,7 @@ pub fn crop_levels(crop: &GrayImage) -> (f64, f64) {
     for p in crop.pixels() {
         hist[p.0[0] as usize] += 1;
     }
-    let paper = quantile_level(&hist, n, PAPER_QUANTILE);
+    let paper = quantile_level(&hist, n, paper_quantile);
     (paper, paper - quantile_level(&hist, n, INK_QUANTILE))
 }
 
@@ -189,13 +194,19 @@ pub fn crop_levels(crop: &GrayImage) -> (f64, f64) {
 /// darker) -> 1. A crop whose paper-ink difference is below [`MIN_INK_CONTRAST`] is
 /// near-uniform and maps to all zeros.
 pub fn ink_map_from_gray(crop: &GrayImage) -> InkMap {
+    ink_map_at(crop, PAPER_QUANTILE)
+}
+
+/// [`ink_map_from_gray`] with the paper level taken at quantile `paper_quantile` (a lower one
+/// maps more of a textured paper to 0).
+pub fn ink_map_at(crop: &GrayImage, paper_quantile: f64) -> InkMap {
     let (w, h) = (crop.width() as usize, crop.height() as usize);
     let mut ink = InkMap::zeros((h, w));
     let n = w * h;
     if n == 0 {
         return ink;
     }
-    let (paper, range) = crop_levels(crop);
+    let (paper, range) = crop_levels_at(crop, paper_quantile);
     if range < MIN_INK_CONTRAST {
         return ink;
     }

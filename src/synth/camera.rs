@@ -82,12 +82,58 @@ pub struct Conditions {
     pub jpeg_quality: u8,
     pub background: Surface,
     pub background_rgb: [u8; 3],
-    /// Hard-case tags: `glare`, `cut_corner`, `heavy_blur`.
+    /// Hard-case tags: `glare`, `cut_corner`, `heavy_blur`, `screen`.
     pub hard: Vec<String>,
+    /// The page was photographed off a screen showing it (tag `screen`): see [`Screen`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<Screen>,
     /// Internal seeds and parameters of the random fields (curl, noise, texture).
     pub field_seed: u64,
     #[serde(skip)]
     pub framing: [f64; 2],
+}
+
+/// A phone photo of a screen that shows the page (someone photographing the commission's web
+/// page, or another phone): the screen's pixel lattice, red/green/blue sub-pixel stripes with a
+/// dark gap between rows, sampled by the camera's pixels at a pitch close to theirs, aliases into
+/// moire bands. The page itself is shown at the screen's resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Screen {
+    /// Screen pixel pitch in photo pixels (a whole monitor in the frame: about 0.6-2).
+    pub pitch_px: f64,
+    /// Rotation of the pixel lattice in the photo, degrees.
+    pub angle_deg: f64,
+    /// Dark share of each screen pixel row (the gap between pixel rows).
+    pub gap: f64,
+    /// Black level of the screen as a share of white (screens are never black; ambient light).
+    pub black: f64,
+}
+
+/// Pitch of the screen's pixel lattice in photo pixels.
+const SCREEN_PITCH_PX: std::ops::Range<f64> = 0.6..2.0;
+/// Sub-samples per photo pixel side when integrating the sub-pixel mask (a camera pixel
+/// averages light over its area; point samples would alias even more than real sensors).
+const SCREEN_SUBSAMPLES: usize = 3;
+/// Camera defocus on a screen photo: small, or the lattice (and the moire) would blur away.
+const SCREEN_BLUR_PX: std::ops::Range<f64> = 0.3..0.8;
+
+/// Draw the screen of a screen photo.
+pub fn random_screen<R: Rng + ?Sized>(rng: &mut R) -> Screen {
+    Screen {
+        pitch_px: rng.random_range(SCREEN_PITCH_PX),
+        angle_deg: rng.random_range(-6.0..6.0),
+        gap: rng.random_range(0.1..0.35),
+        black: rng.random_range(0.03..0.15),
+    }
+}
+
+/// Make `cond` a photo of a screen: tag it, and keep the camera sharp enough to resolve the
+/// lattice (motion blur off, defocus small).
+pub fn photograph_screen<R: Rng + ?Sized>(rng: &mut R, cond: &mut Conditions) {
+    cond.screen = Some(random_screen(rng));
+    cond.hard.push("screen".into());
+    cond.blur_px = rng.random_range(SCREEN_BLUR_PX);
+    cond.motion_px = 0.0;
 }
 
 /// Draw photo conditions. `hard` selects one or two hard cases.
@@ -187,6 +233,7 @@ pub fn random_conditions<R: Rng + ?Sized>(rng: &mut R, hard: bool) -> Conditions
         background,
         background_rgb,
         hard: hard_tags.clone(),
+        screen: None,
         field_seed: rng.random(),
         framing: if has("cut_corner") {
             // Push the page towards a frame corner far enough to lose one of its corners.
@@ -547,6 +594,9 @@ pub fn render(
             }
         }
     });
+    if let Some(screen) = &cond.screen {
+        screen_door(&mut out, fw, fh, screen);
+    }
     let t_warp = std::time::Instant::now();
     if cond.motion_px >= 1.0 {
         out = motion_blur(&out, fw, fh, cond.motion_px, cond.motion_deg);
@@ -563,6 +613,50 @@ pub fn render(
     );
     image::RgbImage::from_raw(frame.0, frame.1, out)
         .unwrap_or_else(|| image::RgbImage::new(frame.0, frame.1))
+}
+
+/// Multiply the photo by the screen's sub-pixel mask and lift its black level. The page shown
+/// is first averaged over one screen pixel (the screen's resolution), then each channel lights
+/// only its third of every screen pixel, outside the row gap; the mask of each channel averages
+/// to 1 over a screen pixel, so a uniform white page keeps its mean brightness.
+fn screen_door(buf: &mut [u8], w: usize, h: usize, s: &Screen) {
+    let shown = {
+        let mut b = buf.to_vec();
+        // A box blur of about one screen pixel approximates showing the page at its resolution.
+        gaussian_blur(&mut b, w, h, s.pitch_px * 0.4);
+        b
+    };
+    let (sin, cos) = s.angle_deg.to_radians().sin_cos();
+    let inv = 1.0 / s.pitch_px;
+    let lit = 1.0 - s.gap;
+    let n = SCREEN_SUBSAMPLES;
+    let norm = 3.0 / (lit * (n * n) as f64);
+    buf.par_chunks_mut(w * 3)
+        .zip(shown.par_chunks(w * 3))
+        .enumerate()
+        .for_each(|(y, (row, src))| {
+            for x in 0..w {
+                let mut m = [0.0f64; 3];
+                for sy in 0..n {
+                    for sx in 0..n {
+                        let px = x as f64 + (sx as f64 + 0.5) / n as f64;
+                        let py = y as f64 + (sy as f64 + 0.5) / n as f64;
+                        // Screen lattice coordinates (in screen pixels) of this sub-sample.
+                        let u = (px * cos + py * sin) * inv;
+                        let v = (-px * sin + py * cos) * inv;
+                        if v - v.floor() < lit {
+                            let c = (((u - u.floor()) * 3.0) as usize).min(2);
+                            m[c] += 1.0;
+                        }
+                    }
+                }
+                for c in 0..3 {
+                    let shown = src[x * 3 + c] as f64 / 255.0;
+                    let v = s.black + (1.0 - s.black) * shown * m[c] * norm;
+                    row[x * 3 + c] = (v * 255.0).clamp(0.0, 255.0) as u8;
+                }
+            }
+        });
 }
 
 /// Average of taps along a line of `len` pixels at `deg` (nearest-pixel offsets).

@@ -116,6 +116,9 @@ pub struct Options {
     pub hard_cases: f64,
     /// Fraction of submissions carrying one deliberate officer error.
     pub officer_errors: f64,
+    /// Fraction of submissions photographed off a screen (every page; moire). Drawn from a
+    /// stream of its own, so a set made with 0 is the same as before the option existed.
+    pub screen: f64,
 }
 
 impl Default for Options {
@@ -124,6 +127,7 @@ impl Default for Options {
             size: SizeSpec::Mixed,
             hard_cases: 0.1,
             officer_errors: 0.15,
+            screen: 0.0,
         }
     }
 }
@@ -157,6 +161,9 @@ pub struct Generator {
 pub fn submission_name(index: u64) -> String {
     format!("s{:04}", index + 1)
 }
+
+/// Mixed into the seed of the stream that draws screen photos.
+const SCREEN_STREAM_SALT: u64 = 0x5C2E_E4F0_70A5_0001;
 
 /// The RNG of submission `index` of a run with `seed`.
 pub fn submission_rng(seed: u64, index: u64) -> ChaCha8Rng {
@@ -238,6 +245,9 @@ impl Generator {
     /// Generate submission `index` (0-based) of a run with `seed`.
     pub fn submission(&self, seed: u64, index: u64) -> Result<Submission, SynthError> {
         let mut rng = submission_rng(seed, index);
+        // Screen photos draw from their own stream: the main stream stays as it always was.
+        let mut screen_rng = submission_rng(seed ^ SCREEN_STREAM_SALT, index);
+        let screen = screen_rng.random_bool(self.options.screen.clamp(0.0, 1.0));
         let t = &self.template;
         let filled = fill::fill(t, &mut rng, self.options.officer_errors)?;
         let hand = hand::Hand::random(&mut rng);
@@ -249,7 +259,10 @@ impl Generator {
         for page in page_list {
             let mut prng = ChaCha8Rng::seed_from_u64(rng.random());
             let hard = prng.random_bool(self.options.hard_cases.clamp(0.0, 1.0));
-            let cond = camera::random_conditions(&mut prng, hard);
+            let mut cond = camera::random_conditions(&mut prng, hard);
+            if screen {
+                camera::photograph_screen(&mut screen_rng, &mut cond);
+            }
             let requested = match self.options.size {
                 SizeSpec::Fixed(w, h) => (w, h),
                 SizeSpec::Mixed => {

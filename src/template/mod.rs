@@ -373,6 +373,14 @@ impl FieldKind {
         FieldKind::TallyGrid,
     ];
 
+    /// Fields of this kind are handwritten digits in boxes, read by the digit model.
+    pub fn has_digit_boxes(self) -> bool {
+        matches!(
+            self,
+            FieldKind::Digits | FieldKind::RowTotals | FieldKind::Date
+        )
+    }
+
     /// The name used in the TOML (`digits`, `row_totals`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
