@@ -17,6 +17,10 @@ fn template() -> Template {
 }
 
 fn generator(size: SizeSpec, hard: f64, errors: f64) -> Generator {
+    screen_generator(size, hard, errors, 0.0)
+}
+
+fn screen_generator(size: SizeSpec, hard: f64, errors: f64, screen: f64) -> Generator {
     let bank = DigitBank::load(Path::new(DEFAULT_DIGITS_PATH)).unwrap();
     Generator::new(
         template(),
@@ -26,7 +30,7 @@ fn generator(size: SizeSpec, hard: f64, errors: f64) -> Generator {
             size,
             hard_cases: hard,
             officer_errors: errors,
-            screen: 0.0,
+            screen,
         },
     )
     .unwrap()
@@ -363,4 +367,64 @@ fn blank_page_image_is_photographed() {
         Options::default(),
     );
     assert!(bad.is_err());
+}
+
+/// Page 1's digit boxes cut through the truth homography, as `segment::cut_page` reads them.
+fn page1_crops(sub: &rekap::synth::Submission, t: &Template) -> rekap::segment::PageCrops {
+    let pt = &sub.truth.pages[0];
+    let bytes = &sub.pages.iter().find(|p| p.0 == pt.file).unwrap().1;
+    let gray = image::load_from_memory(bytes).unwrap().to_luma8();
+    let h = rekap::align::Homography::from_array(pt.homography).unwrap();
+    let fields: Vec<(&rekap::template::Field, f64, f64)> = t
+        .fields_on_page(pt.page)
+        .filter(|f| f.kind.has_digit_boxes())
+        .map(|f| (f, 0.0, 0.0))
+        .collect();
+    rekap::segment::cut_page(&gray, &h, &fields)
+}
+
+#[test]
+fn screen_photos_are_tagged_and_descreened_paper_is_not() {
+    let t = template();
+    // The same submission with and without the screen: the screen has its own random stream,
+    // so the handwriting and the paper photo's geometry are the same.
+    let paper = screen_generator(SizeSpec::Fixed(1500, 2000), 0.0, 0.0, 0.0);
+    let screen = screen_generator(SizeSpec::Fixed(1500, 2000), 0.0, 0.0, 1.0);
+    // Index 0 of seed 62 draws a lattice the camera resolves (pitch ~1.8 px); a lattice much
+    // finer than the camera's pixels blurs into plain paper and would not be descreened.
+    let a = paper.submission(62, 0).unwrap();
+    let b = screen.submission(62, 0).unwrap();
+    assert_eq!(a.truth.fields, b.truth.fields);
+    assert_eq!(a.truth.pages[0].homography, b.truth.pages[0].homography);
+    for p in &b.truth.pages {
+        assert!(
+            p.conditions.hard.iter().any(|h| h == "screen"),
+            "{:?}",
+            p.conditions.hard
+        );
+        let s = p.conditions.screen.expect("screen recorded in the truth");
+        assert!(s.pitch_px > 0.5 && s.pitch_px < 2.5, "{s:?}");
+    }
+    assert!(a.truth.pages.iter().all(|p| p.conditions.screen.is_none()));
+    let (ca, cb) = (page1_crops(&a, &t), page1_crops(&b, &t));
+    assert!(
+        !ca.descreened && ca.texture < rekap::segment::SCREEN_TEXTURE,
+        "{}",
+        ca.texture
+    );
+    assert!(cb.descreened, "screen page texture {}", cb.texture);
+    // The paper page's ink is exactly the plain cut.
+    let fields: Vec<_> = t
+        .fields_on_page(1)
+        .filter(|f| f.kind.has_digit_boxes())
+        .collect();
+    let pt = &a.truth.pages[0];
+    let gray = image::load_from_memory(&a.pages[0].1).unwrap().to_luma8();
+    let h = rekap::align::Homography::from_array(pt.homography).unwrap();
+    for (f, crops) in fields.iter().zip(&ca.fields) {
+        let plain = rekap::segment::cut_boxes(&gray, &h, f, 0.0, 0.0);
+        for (x, y) in plain.iter().zip(crops) {
+            assert_eq!(x.ink, y.ink, "{}", f.id);
+        }
+    }
 }

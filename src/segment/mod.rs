@@ -425,6 +425,25 @@ mod tests {
     use super::*;
     use crate::align::sample::bilinear;
     use image::Luma;
+
+    #[test]
+    fn fine_texture_sees_a_lattice_not_paper_or_a_stroke() {
+        // Paper with a thick dark stroke: the stroke's edges are a minority of pixels.
+        let stroke = GrayImage::from_fn(40, 40, |x, _| {
+            Luma([if (15..22).contains(&x) { 40 } else { 200 }])
+        });
+        assert!(fine_texture(&stroke) < 1.0, "{}", fine_texture(&stroke));
+        // A screen lattice: one dark row in three and dim columns, amplitude 60 grey levels.
+        let lattice = GrayImage::from_fn(40, 40, |x, y| {
+            Luma([if y % 3 == 2 || x % 3 == 0 { 140 } else { 200 }])
+        });
+        assert!(
+            fine_texture(&lattice) > SCREEN_TEXTURE,
+            "{}",
+            fine_texture(&lattice)
+        );
+        assert_eq!(fine_texture(&GrayImage::new(3, 3)), 0.0);
+    }
     use proptest::prelude::*;
 
     /// The per-pixel `from_fn` sampler `sample_rect` replaced (reference for its output).
