@@ -34,6 +34,20 @@ pub struct ProcessArgs {
     /// Write each field's crop to DIR/<submission>/<field>.png and name it in the results.
     #[arg(long, value_name = "DIR")]
     pub crops: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: PipelineFiles,
+    /// Also ingest submissions, photos, readings, crops and flags into the review store in DIR
+    /// (re-processing the same photos adds nothing).
+    #[arg(long, value_name = "DIR")]
+    pub db: Option<PathBuf>,
+    /// No progress bar or summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The files every command that reads forms needs: template, digit model, decision settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelineFiles {
     #[arg(long, default_value = DEFAULT_TEMPLATE_PATH)]
     pub template: PathBuf,
     /// Digit model card (the .onnx lies next to it).
@@ -42,13 +56,39 @@ pub struct ProcessArgs {
     /// Decision settings (acceptance threshold...).
     #[arg(long, default_value = DEFAULT_DECIDE_CONFIG)]
     pub config: PathBuf,
-    /// Also ingest submissions, photos, readings, crops and flags into the review store in DIR
-    /// (re-processing the same photos adds nothing).
-    #[arg(long, value_name = "DIR")]
-    pub db: Option<PathBuf>,
-    /// No progress bar or summary on stderr.
-    #[arg(long, short)]
-    pub quiet: bool,
+}
+
+impl PipelineFiles {
+    pub fn load_template(&self) -> anyhow::Result<Template> {
+        Ok(Template::load(&project_file(&self.template))?)
+    }
+}
+
+/// The reading pipeline with the ONNX digit model of `card_path` and the decision settings of
+/// `config` (also returned: the settings file actually read, `None` for built-in defaults).
+pub(crate) fn build_pipeline(
+    card_path: &Path,
+    config: &Path,
+    template: &Template,
+    crops_dir: Option<PathBuf>,
+) -> anyhow::Result<(Pipeline<OrtModel>, Option<PathBuf>)> {
+    let card = ModelCard::read(card_path)
+        .with_context(|| format!("reading model card {}", card_path.display()))?;
+    let pool: ModelPool<OrtModel> = ModelPool::ort(
+        card_path.to_path_buf(),
+        crate::recognize::DEFAULT_BATCH_SIZE,
+    )?;
+    let (config, settings_file) = load_config_with_source(config)?;
+    Ok((
+        Pipeline {
+            template: template.clone(),
+            config,
+            pool,
+            model_name: format!("{} sha256:{}", card.name, &card.sha256),
+            crops_dir,
+        },
+        settings_file,
+    ))
 }
 
 /// Resolve a default project file: as given, else relative to the crate's folder (so the
@@ -87,26 +127,18 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
             .build_global()
             .context("setting up worker threads")?;
     }
-    let template = Template::load(&project_file(&args.template))?;
-    let card_path = project_file(&args.model);
-    let card = ModelCard::read(&card_path)?;
-    let pool: ModelPool<OrtModel> =
-        ModelPool::ort(card_path.clone(), crate::recognize::DEFAULT_BATCH_SIZE)?;
-    let (config, settings_file) = load_config_with_source(&args.config)?;
+    let template = args.files.load_template()?;
     let subs = discover(&args.paths)?;
     if subs.is_empty() {
         anyhow::bail!("no photos found under the given paths");
     }
-    let pipeline = Pipeline {
-        template,
-        config,
-        pool,
-        model_name: format!("{} sha256:{}", card.name, &card.sha256),
-        crops_dir: args
-            .crops
-            .clone()
-            .or_else(|| args.db.as_ref().map(|d| d.join("crops-work"))),
-    };
+    let crops_dir = args
+        .crops
+        .clone()
+        .or_else(|| args.db.as_ref().map(|d| d.join("crops-work")));
+    let card_path = project_file(&args.files.model);
+    let (pipeline, settings_file) =
+        build_pipeline(&card_path, &args.files.config, &template, crops_dir)?;
     let mut store = match &args.db {
         Some(d) => Some(
             crate::store::Store::open(d)?.with_field_order(
@@ -126,7 +158,7 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
         eprintln!(
             "model {} ({}); settings {} (accept at {}, unchecked fields at {}, readings need {} \
              on their own)",
-            card.name,
+            pipeline.model_name,
             card_path.display(),
             settings_file.map_or("built-in defaults".to_string(), |p| p.display().to_string()),
             pipeline.config.accept_threshold,

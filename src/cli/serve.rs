@@ -1,11 +1,11 @@
 //! `rekap serve --db DIR [--listen 127.0.0.1:8080] [--demo]`: the review service.
 
-use super::process::{DEFAULT_DECIDE_CONFIG, load_config, project_file};
-use crate::pipeline::{Pipeline, discover};
-use crate::recognize::{DEFAULT_MODEL_CARD, ModelCard, ModelPool, OrtModel};
+use super::process::{PipelineFiles, build_pipeline, project_file};
+use crate::pipeline::discover;
+use crate::recognize::DEFAULT_MODEL_CARD;
 use crate::serve::{AppState, Processor, ServeConfig};
 use crate::store::{Migrate, Role, Store};
-use crate::template::{DEFAULT_TEMPLATE_PATH, Template};
+use crate::template::Template;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,13 +43,8 @@ pub struct ServeArgs {
     /// disagreement goes to a supervisor.
     #[arg(long)]
     pub double_entry: bool,
-    #[arg(long, default_value = DEFAULT_TEMPLATE_PATH)]
-    pub template: PathBuf,
-    /// Digit model card (the .onnx lies next to it).
-    #[arg(long, default_value = DEFAULT_MODEL_CARD)]
-    pub model: PathBuf,
-    #[arg(long, default_value = DEFAULT_DECIDE_CONFIG)]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub files: PipelineFiles,
 }
 
 /// Test model used by `--demo` while the real digit model is absent (it reads poorly: a demo
@@ -61,43 +56,22 @@ fn load_pipeline(
     template: &Template,
     data: &Path,
 ) -> anyhow::Result<Arc<dyn Processor>> {
-    let mut card_path = project_file(&args.model);
-    if args.demo && !card_path.exists() && args.model == Path::new(DEFAULT_MODEL_CARD) {
+    let mut card_path = project_file(&args.files.model);
+    if args.demo && !card_path.exists() && args.files.model == Path::new(DEFAULT_MODEL_CARD) {
         eprintln!(
             "warning: {} not found; the demo uses the tiny test model {DEMO_FALLBACK_MODEL} \
              (poor readings, many flags)",
-            args.model.display()
+            args.files.model.display()
         );
         card_path = project_file(Path::new(DEMO_FALLBACK_MODEL));
     }
-    Ok(Arc::new(build_pipeline(
+    let (pipeline, _) = build_pipeline(
         &card_path,
-        &args.config,
+        &args.files.config,
         template,
         Some(data.join(CROPS_WORK_DIR)),
-    )?))
-}
-
-/// The reading pipeline with the ONNX digit model of `card_path`.
-pub(crate) fn build_pipeline(
-    card_path: &Path,
-    config: &Path,
-    template: &Template,
-    crops_dir: Option<PathBuf>,
-) -> anyhow::Result<Pipeline<OrtModel>> {
-    let card = ModelCard::read(card_path)
-        .with_context(|| format!("reading model card {}", card_path.display()))?;
-    let pool: ModelPool<OrtModel> = ModelPool::ort(
-        card_path.to_path_buf(),
-        crate::recognize::DEFAULT_BATCH_SIZE,
     )?;
-    Ok(Pipeline {
-        template: template.clone(),
-        config: load_config(config)?,
-        pool,
-        model_name: format!("{} sha256:{}", card.name, &card.sha256),
-        crops_dir,
-    })
+    Ok(Arc::new(pipeline))
 }
 
 /// `rekap serve --db postgres://...`: uploads and reviews against the shared database; the
@@ -110,7 +84,7 @@ fn run_postgres(args: ServeArgs, url: &str) -> anyhow::Result<()> {
     let photos = args.photos.clone().context(
         "a PostgreSQL --db needs --photos DIR: the photo folder shared with every worker",
     )?;
-    let template = Template::load(&project_file(&args.template))?;
+    let template = args.files.load_template()?;
     let store = Store::open_postgres(url, Some(&photos), Migrate::Apply)
         .with_context(|| format!("opening {}", crate::store::describe_postgres_url(url)))?;
     let config = ServeConfig {
@@ -173,7 +147,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             d
         }
     };
-    let template = Template::load(&project_file(&args.template))?;
+    let template = args.files.load_template()?;
     let mut store = Store::open(&data)?;
     let processor = match load_pipeline(&args, &template, &data) {
         Ok(p) => Some(p),

@@ -11,12 +11,10 @@
 //! one with the wrong schema is reported (host, port, database; never the password) and retried
 //! with exponential backoff.
 
-use super::process::{DEFAULT_DECIDE_CONFIG, project_file};
-use super::serve::build_pipeline;
+use super::process::{PipelineFiles, build_pipeline, project_file};
 use crate::pipeline::{Pipeline, SubmissionStatus};
-use crate::recognize::{DEFAULT_MODEL_CARD, OrtModel};
+use crate::recognize::OrtModel;
 use crate::store::{IngestOutcome, Job, JobFate, Migrate, Store, StoreError};
-use crate::template::{DEFAULT_TEMPLATE_PATH, Template};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,13 +71,8 @@ pub struct WorkerArgs {
     /// is on the server's /metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
-    #[arg(long, default_value = DEFAULT_TEMPLATE_PATH)]
-    pub template: PathBuf,
-    /// Digit model card (the .onnx lies next to it).
-    #[arg(long, default_value = DEFAULT_MODEL_CARD)]
-    pub model: PathBuf,
-    #[arg(long, default_value = DEFAULT_DECIDE_CONFIG)]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub files: PipelineFiles,
 }
 
 /// What every worker thread shares.
@@ -249,15 +242,16 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let template = Template::load(&project_file(&args.template))?;
-    let card = project_file(&args.model);
+    let template = args.files.load_template()?;
+    let card = project_file(&args.files.model);
     let base = format!("{}:{}", hostname(), std::process::id());
     let mut pipelines = Vec::new();
     for i in 0..args.jobs {
         let crops = std::env::temp_dir().join(format!("rekap-worker-{}-{i}", std::process::id()));
         pipelines.push((
             format!("{base}:{i}"),
-            build_pipeline(&card, &args.config, &template, Some(crops.clone()))
+            build_pipeline(&card, &args.files.config, &template, Some(crops.clone()))
+                .map(|(p, _)| p)
                 .context("loading the reading pipeline")?,
             crops,
         ));
