@@ -46,6 +46,7 @@ pub struct PageReport {
     /// texture in grey levels; its boxes were read through descreening (`segment::cut_page`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screen_texture: Option<f64>,
+
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

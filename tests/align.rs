@@ -324,3 +324,43 @@ fn tag_alone_identifies_and_marks_alone_do_not() {
     paint_paper(&mut img, c);
     assert!(align_page(&img, &t).is_err(), "no tag, no page");
 }
+
+/// The independent checks of a fit: the tag and each mark's printed pattern are found where a
+/// correct homography puts them, a few millimetres away when the homography is off by that much,
+/// and not at all where a mark is missing.
+#[test]
+fn tag_and_mark_patterns_check_the_fit() {
+    use rekap::align::{mark_offset_mm, tag_offset_mm};
+    let t = template();
+    let page = 1;
+    let p = t.page(page).expect("page");
+    let h = pose(&t, 4.0, 1e-5, 1300, 1700, 0.85);
+    let mut img = render(&t, page, &h, 1300, 1700);
+    let tag = tag_offset_mm(&img, &h, &p.tag.rect, &p.tag.bits);
+    assert!(tag < 0.6, "tag {tag}");
+    for m in &p.marks {
+        let o = mark_offset_mm(&img, &h, m);
+        assert!(o < 0.8, "{} {o}", m.name);
+    }
+    // A fit 3 mm off (on the page) puts both 3 mm from their patterns.
+    let off = h
+        .compose(&Homography::translation(3.0, 0.0))
+        .expect("compose");
+    let tag = tag_offset_mm(&img, &off, &p.tag.rect, &p.tag.bits);
+    assert!((tag - 3.0).abs() < 0.6, "tag {tag}");
+    let o = mark_offset_mm(&img, &off, &p.marks[0]);
+    assert!((o - 3.0).abs() < 0.8, "mark {o}");
+    // 20 mm off, or a mark painted over: no pattern near its place.
+    let far = h
+        .compose(&Homography::translation(0.0, 20.0))
+        .expect("compose");
+    assert!(mark_offset_mm(&img, &far, &p.marks[1]).is_infinite());
+    assert!(tag_offset_mm(&img, &far, &p.tag.rect, &p.tag.bits).is_infinite());
+    hide_marks(&t, page, &h, &mut img, &["bottom_right"]);
+    let br = p
+        .marks
+        .iter()
+        .find(|m| m.name == "bottom_right")
+        .expect("mark");
+    assert!(mark_offset_mm(&img, &h, br).is_infinite());
+}
