@@ -64,13 +64,13 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def epoch_jobs(epoch, xt, yt, chunks, scale=1.0):
+def epoch_jobs(epoch, xt, yt, chunks, scale=1.0, direct_frac=DIRECT_FRAC):
     perm = np.random.default_rng(EPOCH_SEED_BASE + epoch).permutation(len(xt))
     parts = np.array_split(perm, chunks)
     nx = int(X_PER_EPOCH * scale) // chunks
     nb = int(BLANK_PER_EPOCH * scale) // chunks
     return [(EPOCH_SEED_BASE + 1000 * epoch + c, xt[idx], yt[idx], nx, nb, 1.0, CLEAN_FRAC, None,
-             int(DIRECT_FRAC * len(idx)))
+             int(direct_frac * len(idx)))
             for c, idx in enumerate(parts)]
 
 
@@ -90,6 +90,8 @@ def main() -> int:
     ap.add_argument("--channels", default=",".join(str(c) for c in DEFAULT_CHANNELS),
                     help="conv channels of the three stages, comma-separated")
     ap.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN, help="units of the hidden dense layer")
+    ap.add_argument("--direct-frac", type=float, default=DIRECT_FRAC,
+                    help="extra plain 28x28 (distorted) digits per epoch, as a share of the MNIST digits")
     ap.add_argument("--ema-decay", type=float, default=DEFAULT_EMA_DECAY,
                     help="decay of the weight EMA that is evaluated and exported (0: off)")
     ap.add_argument("--extra-holdout", type=float, default=0.15,
@@ -144,7 +146,7 @@ def main() -> int:
         "synth_test": pool.apply_async(make_batch_args, ((SEED_SYNTH_TEST, xv[:0], yv[:0], n_test, n_test, 1.0, 0.0, xv),)),
         "t10k_box": pool.apply_async(make_batch_args, ((SEED_T10K_BOX, xte, yte, 0, 0, 1.0, CLEAN_FRAC, None),)),
     }
-    pending = pool.map_async(make_batch_args, epoch_jobs(0, xt, yt, chunks, scale))
+    pending = pool.map_async(make_batch_args, epoch_jobs(0, xt, yt, chunks, scale, args.direct_frac))
 
     # clean sets: the 28x28 MNIST image itself is the ink map (H = 28)
     val_clean = normalize_batch(xv.astype(np.float64) / 255.0)
@@ -153,7 +155,7 @@ def main() -> int:
     key = jax.random.PRNGKey(args.seed)
     key, k = jax.random.split(key)
     params, state = init_params(k)
-    n_direct = sum(int(DIRECT_FRAC * len(p)) for p in np.array_split(np.arange(len(xt)), chunks))
+    n_direct = sum(int(args.direct_frac * len(p)) for p in np.array_split(np.arange(len(xt)), chunks))
     n_per_epoch = (len(xt) + n_direct + int(X_PER_EPOCH * scale) // chunks * chunks
                    + int(BLANK_PER_EPOCH * scale) // chunks * chunks + len(xe_tr))
     steps_per_epoch = n_per_epoch // args.batch
@@ -193,7 +195,7 @@ def main() -> int:
         t0 = time.time()
         parts = pending.get()
         if epoch + 1 < args.epochs:
-            pending = pool.map_async(make_batch_args, epoch_jobs(epoch + 1, xt, yt, chunks, scale))
+            pending = pool.map_async(make_batch_args, epoch_jobs(epoch + 1, xt, yt, chunks, scale, args.direct_frac))
         x_ep = np.concatenate([p[0] for p in parts] + [xe_tr])
         y_ep = np.concatenate([p[1] for p in parts] + [ye_tr.astype(parts[0][1].dtype)])
         perm = np.random.default_rng(args.seed * 7919 + epoch).permutation(len(x_ep))
