@@ -49,7 +49,7 @@ EPOCH_SEED_BASE = 1_000_000
 SEED_VAL_AUG, SEED_SYNTH_TEST, SEED_T10K_BOX = 900_001, 900_002, 900_003
 #: ONNX Runtime must reproduce the training framework's logits within this (float32 round-off).
 ORT_PARITY_TOL = 1e-3
-#: Epochs of the shipped model (about 45 min on the shared 2-core CPU).
+#: Epochs of the shipped model (about 26 min on the shared 2-core CPU).
 DEFAULT_EPOCHS = 12
 #: Shipped architecture: 16/32/64 channels run ~4x faster through ONNX Runtime than 32/64/128
 #: (measured 27k vs 6.7k crops/s on one thread, batch 64); the convolutions are ~all the cost,
