@@ -308,6 +308,28 @@ class DigitBoxSynth:
             img = img / max(img.max(), 1e-6) * 0.8
         return self.clutter(img, glyph_pool, blank=False)
 
+    def direct_digit(self, mnist_u8: np.ndarray) -> np.ndarray:
+        """The 28x28 MNIST image itself as the ink map (H = 28, as the t10k test set is read),
+        with the classic small distortions: a DIRECT_PLAIN share unchanged, the rest a random
+        rotation/shear/scale about the centre and, half of the time, an elastic wobble of at
+        most 0.5-2 px. No box, no clutter: this keeps the plain-MNIST view (which box rendering
+        at 36-66 px resamples and blurs) in the training mix."""
+        r = self.rng
+        g = mnist_u8.astype(np.float32) / 255.0
+        if r.random() < DIRECT_PLAIN:
+            return g
+        rot = math.radians(float(np.clip(r.normal(0, 7), -15, 15)))
+        shear = float(np.clip(r.normal(0, 0.15), -0.35, 0.35))
+        sx, sy = math.exp(r.normal(0, 0.08)), math.exp(r.normal(0, 0.08))
+        c, si = math.cos(rot), math.sin(rot)
+        a = np.array([[c, -si], [si, c]]) @ np.array([[1, shear], [0, 1]]) @ np.diag([sx, sy])
+        ctr = np.array([13.5, 13.5])
+        m = np.hstack([a, (ctr - a @ ctr)[:, None]])
+        g = cv2.warpAffine(g, m, (28, 28), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        if r.random() < 0.5:
+            g = self.elastic(g)
+        return np.clip(g, 0, 1)
+
     def x(self, glyph_pool=None) -> np.ndarray:
         h, w = self.box_size()
         img = self.x_mark(h, w)
@@ -334,6 +356,8 @@ class DigitBoxSynth:
 
 #: Share of training "1"s given a flag (and sometimes a foot), see DigitBoxSynth.flag_one.
 FLAG_ONE_PROB = 0.4
+#: Share of the direct (plain 28x28) digit samples left undistorted, see DigitBoxSynth.direct_digit.
+DIRECT_PLAIN = 0.25
 #: Share of bar-like blank samples kept (see DigitBoxSynth.blank).
 BAR_BLANK_KEEP = 0.05
 #: A mark is "bar-like" when its ink is taller than this share of the box...
@@ -352,18 +376,20 @@ def is_bar_like(img: np.ndarray) -> bool:
 
 
 def make_batch(seed: int, mnist_x: np.ndarray, mnist_y: np.ndarray, n_x: int, n_blank: int,
-               hard: float = 1.0, clean_frac: float = 0.15, glyph_pool=None):
+               hard: float = 1.0, clean_frac: float = 0.15, glyph_pool=None, n_direct: int = 0):
     """Normalised tensors for every MNIST digit given (augmented) plus n_x X and n_blank blanks.
 
     A `clean_frac` share of digits is placed with `hard=0` (no degradations) to keep the clean
-    MNIST look in the mix. Returns (x [N,1,28,28] float32, y [N] int32), shuffled.
+    MNIST look in the mix. `n_direct` more samples are digits drawn at random from `mnist_x`
+    and normalised straight from their 28x28 image (`DigitBoxSynth.direct_digit`).
+    Returns (x [N,1,28,28] float32, y [N] int32), shuffled.
     """
     cv2.setNumThreads(1)
     rng = np.random.default_rng(seed)
     pool = mnist_x if glyph_pool is None else glyph_pool
     syn = DigitBoxSynth(rng, hard)
     clean = DigitBoxSynth(rng, 0.0)
-    n = len(mnist_x) + n_x + n_blank
+    n = len(mnist_x) + n_x + n_blank + n_direct
     xs = np.zeros((n, 1, 28, 28), np.float32)
     ys = np.zeros(n, np.int32)
     k = 0
@@ -384,6 +410,9 @@ def make_batch(seed: int, mnist_x: np.ndarray, mnist_y: np.ndarray, n_x: int, n_
         k += 1
     for _ in range(n_blank):
         xs[k], ys[k] = normalize(syn.blank(pool)), BLANK_CLASS
+        k += 1
+    for i in (rng.integers(0, len(mnist_x), n_direct) if n_direct else ()):
+        xs[k], ys[k] = normalize(syn.direct_digit(mnist_x[i])), mnist_y[i]
         k += 1
     perm = rng.permutation(n)
     return xs[perm], ys[perm]

@@ -58,3 +58,22 @@ def test_make_batch_labels_and_shapes():
     x2, y2 = make_batch(5, digits, labels, 12, 9)
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
+
+
+def test_direct_digits_are_plain_28x28_ink_maps_with_their_labels():
+    rng = np.random.default_rng(4)
+    s = DigitBoxSynth(rng)
+    digits = fake_digits(30, rng)
+    changed = 0
+    for d in digits:
+        g = s.direct_digit(d)
+        assert g.shape == (28, 28) and g.dtype == np.float32
+        assert g.min() >= 0.0 and g.max() <= 1.0 and g.sum() > 10
+        changed += not np.array_equal(g, d.astype(np.float32) / 255.0)
+    # DIRECT_PLAIN (25%) are left as they are, the rest distorted
+    assert 10 <= changed < 30
+    # make_batch adds n_direct samples whose labels come from the digits given
+    labels = np.full(30, 7)
+    labels[:15] = 3
+    x, y = make_batch(6, digits[:15], labels[:15], 0, 0, n_direct=20)
+    assert x.shape == (35, 1, 28, 28) and (y == 3).all()
