@@ -1076,9 +1076,10 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
 /// photos, seed 63); fits with a mark matched to the wrong blob put the tag 2-6 mm off (seed 63;
 /// seed 46 has three such pages with the tag 3.8-8.7 mm off).
 pub const MAX_GOOD_TAG_OFFSET_MM: f64 = 1.5;
-/// The tag is searched this far (mm) around its predicted place, in steps of
-/// [`TAG_SEARCH_STEP_MM`].
-const TAG_SEARCH_MM: f64 = 6.0;
+/// Patterns (tag, marks) are searched this far (mm) around their predicted place, in steps of
+/// [`TAG_SEARCH_STEP_MM`]: comfortably beyond the largest offset a trusted fit may show, so a
+/// pattern further off is simply not found (and the fit not trusted).
+const TAG_SEARCH_MM: f64 = 4.0;
 const TAG_SEARCH_STEP_MM: f64 = 0.5;
 /// Offsets scoring at least this share of the best score form the plateau whose centroid is
 /// the tag's offset (with one sample per module centre, every offset under half a module
