@@ -1077,14 +1077,14 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
 /// seed 46 has three such pages with the tag 3.8-8.7 mm off).
 pub const MAX_GOOD_TAG_OFFSET_MM: f64 = 1.5;
 /// Patterns (tag, marks) are searched this far (mm) around their predicted place, in steps of
-/// [`TAG_SEARCH_STEP_MM`]: comfortably beyond the largest offset a trusted fit may show, so a
+/// [`PATTERN_SEARCH_STEP_MM`]: comfortably beyond the largest offset a trusted fit may show, so a
 /// pattern further off is simply not found (and the fit not trusted).
-const TAG_SEARCH_MM: f64 = 4.0;
-const TAG_SEARCH_STEP_MM: f64 = 0.5;
+const PATTERN_SEARCH_MM: f64 = 4.0;
+const PATTERN_SEARCH_STEP_MM: f64 = 0.5;
 /// Offsets scoring at least this share of the best score form the plateau whose centroid is
 /// the tag's offset (with one sample per module centre, every offset under half a module
 /// matches all modules equally well).
-const TAG_PLATEAU_SHARE: f64 = 0.97;
+const PATTERN_PLATEAU_SHARE: f64 = 0.97;
 
 /// Offset (mm) between the printed tag (`rect`, data `bits`) and its place under `h` (see
 /// [`pattern_offset`]); infinite when no offset matches the pattern (no tag there, or glare).
@@ -1190,7 +1190,7 @@ pub fn mark_offset_mm(gray: &GrayImage, h: &Homography, mark: &crate::template::
 const MIN_MARK_SEPARATION: f64 = 2.0;
 
 /// Where a printed pattern lies relative to its place under `h`: the pattern (sample points in
-/// template mm, true = black) is slid over the photo by up to [`TAG_SEARCH_MM`] and scored at
+/// template mm, true = black) is slid over the photo by up to [`PATTERN_SEARCH_MM`] and scored at
 /// every offset by how well it separates what should be black from what should be white (mean
 /// difference over spread); the centroid of the best-scoring offsets is the pattern's offset.
 /// Returns the offset's length in mm and the best score; `None` when no offset could be sampled
@@ -1200,14 +1200,14 @@ fn pattern_offset(
     h: &Homography,
     points: &[([f64; 2], bool)],
 ) -> Option<(f64, f64)> {
-    let steps = (TAG_SEARCH_MM / TAG_SEARCH_STEP_MM).round() as i32;
+    let steps = (PATTERN_SEARCH_MM / PATTERN_SEARCH_STEP_MM).round() as i32;
     let mut scores: Vec<(f64, f64, f64)> = Vec::new();
     let mut vals: Vec<(f64, bool)> = Vec::with_capacity(points.len());
     for iy in -steps..=steps {
         for ix in -steps..=steps {
             let (dx, dy) = (
-                f64::from(ix) * TAG_SEARCH_STEP_MM,
-                f64::from(iy) * TAG_SEARCH_STEP_MM,
+                f64::from(ix) * PATTERN_SEARCH_STEP_MM,
+                f64::from(iy) * PATTERN_SEARCH_STEP_MM,
             );
             vals.clear();
             let (mut white, mut black, mut nw, mut nb) = (0.0, 0.0, 0u32, 0u32);
@@ -1245,7 +1245,7 @@ fn pattern_offset(
     }
     let plateau: Vec<&(f64, f64, f64)> = scores
         .iter()
-        .filter(|s| s.0 >= best * TAG_PLATEAU_SHARE)
+        .filter(|s| s.0 >= best * PATTERN_PLATEAU_SHARE)
         .collect();
     let n = plateau.len() as f64;
     let (sx, sy) = plateau
