@@ -194,13 +194,7 @@ impl<M: Model> Pipeline<M> {
         let page_fields: Vec<_> = self.template.fields_on_page(al.page).collect();
         // Snap every field with boxes; channels without boxes borrow the offset of the field
         // they back up (bubbles sit right under their digit boxes).
-        let mut offsets: HashMap<&str, snap::Snap> = HashMap::new();
-        for f in &page_fields {
-            if !f.boxes.is_empty() {
-                let s = snap::snap_boxes(gray, &h, &f.boxes, f.line_mm.unwrap_or(0.5));
-                offsets.insert(f.id.as_str(), s);
-            }
-        }
+        let offsets = snap::snap_fields(gray, &h, &page_fields);
         let offset_of = |id: &str| offsets.get(id).copied().unwrap_or_default();
         let mut tensors: Vec<normalize::DigitTensor> = Vec::new();
         let mut pending: Vec<(String, usize, usize, bool, Vec<usize>, FieldSource)> = Vec::new();
@@ -267,10 +261,19 @@ impl<M: Model> Pipeline<M> {
                             .find(|g| g.kind == FieldKind::RowTotals && g.of.as_deref() == Some(of))
                             .map(|g| offset_of(&g.id))
                             .unwrap_or_default();
-                        tallies.insert(
-                            of.clone(),
-                            segment::read_tally(gray, &h, f, s.dx_mm, s.dy_mm),
-                        );
+                        let read = segment::read_tally(gray, &h, f, s.dx_mm, s.dy_mm);
+                        // Each row total is backed by its own row of the grid.
+                        for g in page_fields.iter().filter(|g| {
+                            g.kind == FieldKind::RowTotals && g.of.as_deref() == Some(of)
+                        }) {
+                            let row = g
+                                .row
+                                .and_then(|r| read.rows.get((r as usize).checked_sub(1)?));
+                            if let Some(t) = row {
+                                tallies.insert(g.id.clone(), *t);
+                            }
+                        }
+                        tallies.insert(of.clone(), read.total);
                     }
                 }
             }

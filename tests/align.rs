@@ -364,3 +364,32 @@ fn tag_and_mark_patterns_check_the_fit() {
         .expect("mark");
     assert!(mark_offset_mm(&img, &h, br).is_infinite());
 }
+
+/// Row totals are printed in light grey on the official form: they take the snap offset of the
+/// candidate's own (black-bordered) boxes instead of searching for lines of their own.
+#[test]
+fn row_totals_borrow_the_snap_of_their_field() {
+    let t = template();
+    let page = 2;
+    let h = pose(&t, 2.0, 0.0, 1300, 1700, 0.85);
+    let img = render(&t, page, &h, 1300, 1700);
+    let fields: Vec<&rekap::template::Field> = t.fields_on_page(page).collect();
+    let snaps = rekap::align::snap::snap_fields(&img, &h, &fields);
+    let mut rows = 0;
+    for f in fields
+        .iter()
+        .filter(|f| f.kind == rekap::template::FieldKind::RowTotals)
+    {
+        let of = f.of.as_deref().expect("row totals name their field");
+        assert_eq!(snaps[&f.id], snaps[of], "{}", f.id);
+        rows += 1;
+    }
+    assert_eq!(rows, 15, "5 row totals for each of 3 candidates");
+    // Every field with boxes has an offset.
+    assert!(
+        fields
+            .iter()
+            .filter(|f| !f.boxes.is_empty())
+            .all(|f| snaps.contains_key(&f.id))
+    );
+}

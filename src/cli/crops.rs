@@ -77,12 +77,14 @@ fn page_samples(
     let mut out = Vec::new();
     // Every field with boxes is cut (the page's texture is measured over all of them, as the
     // pipeline does); only those with truth are written.
-    let fields: Vec<(&Field, f64, f64)> = template
-        .fields_on_page(pt.page)
+    let page_fields: Vec<&Field> = template.fields_on_page(pt.page).collect();
+    let offsets = snap::snap_fields(&photo.gray, &h, &page_fields);
+    let fields: Vec<(&Field, f64, f64)> = page_fields
+        .iter()
         .filter(|f| f.kind.has_digit_boxes())
         .map(|f| {
-            let s = snap::snap_boxes(&photo.gray, &h, &f.boxes, f.line_mm.unwrap_or(0.5));
-            (f, s.dx_mm, s.dy_mm)
+            let s = offsets.get(&f.id).copied().unwrap_or_default();
+            (*f, s.dx_mm, s.dy_mm)
         })
         .collect();
     let page = segment::cut_page(&photo.gray, &h, &fields);

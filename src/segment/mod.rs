@@ -366,15 +366,34 @@ const TALLY_STEP_MM: f64 = 0.5;
 pub const STROKES_PER_CELL: u32 = 5;
 
 /// Count the marked cells of a `tally_grid` field and the vote range that implies.
-pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> TallyRange {
+/// What a tally grid shows: the count range of the whole grid and of each of its rows (row `r`
+/// of the grid backs row total `r + 1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TallyRead {
+    pub total: TallyRange,
+    pub rows: Vec<TallyRange>,
+}
+
+fn tally_range(marked: u32) -> TallyRange {
+    TallyRange {
+        cells_marked: marked,
+        min: marked,
+        max: marked * STROKES_PER_CELL,
+    }
+}
+
+/// Count the marked cells of a tally grid (whole grid and per row).
+pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: f64) -> TallyRead {
     let xs = &field.col_edges_mm;
     let ys = &field.row_edges_mm;
     let sampler = Sampler::new(gray);
     let mut marked = 0u32;
+    let mut rows: Vec<TallyRange> = Vec::new();
     // Buffers reused across cells: one row of sample x (template mm, shifted) and its image.
     let (mut row_x, mut px, mut py) = (Vec::new(), Vec::new(), Vec::new());
     let mut vals = Vec::new();
     for r in 0..ys.len().saturating_sub(1) {
+        let marked_before = marked;
         for c in 0..xs.len().saturating_sub(1) {
             let (x0, x1, y0, y1) = (xs[c], xs[c + 1], ys[r], ys[r + 1]);
             let (mx, my) = (
@@ -412,11 +431,11 @@ pub fn read_tally(gray: &GrayImage, h: &Homography, field: &Field, dx: f64, dy: 
                 marked += 1;
             }
         }
+        rows.push(tally_range(marked - marked_before));
     }
-    TallyRange {
-        cells_marked: marked,
-        min: marked,
-        max: marked * STROKES_PER_CELL,
+    TallyRead {
+        total: tally_range(marked),
+        rows,
     }
 }
 
@@ -567,7 +586,7 @@ mod tests {
             fields
                 .iter()
                 .filter(|f| f.kind == FieldKind::TallyGrid)
-                .map(|f| read_tally(gray, &h, f, 0.0, 0.0).cells_marked as usize)
+                .map(|f| read_tally(gray, &h, f, 0.0, 0.0).total.cells_marked as usize)
                 .sum()
         });
     }
