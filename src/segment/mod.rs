@@ -9,7 +9,7 @@ use crate::align::sample::Sampler;
 use crate::decide::{BubbleColumn, BubbleState, TallyRange};
 use crate::template::{Field, RectMm};
 use image::GrayImage;
-use normalize::{InkMap, crop_levels_at, ink_map_at};
+use normalize::{InkMap, ink_map_with_levels};
 
 /// Box crops are resampled at this many pixels per mm (a 17 mm box becomes ~50 px, the size the
 /// model's training crops have; phone photos of the whole page rarely hold more than 4 px/mm).
@@ -162,8 +162,7 @@ pub fn cut_boxes(
 /// A crop's ink map, paper level, range and erased edge lines, read from `gray` (the crop's own
 /// grey image, or a smoothed copy of it) with the paper level at `paper_quantile`.
 fn read_ink(gray: &GrayImage, paper_quantile: f64) -> (InkMap, f64, f64, usize) {
-    let mut ink = ink_map_at(gray, paper_quantile);
-    let (paper, mut range) = crop_levels_at(gray, paper_quantile);
+    let (mut ink, paper, mut range) = ink_map_with_levels(gray, paper_quantile);
     let edge_lines = lines::erase_edge_lines(&mut ink);
     if edge_lines > 0 {
         range *= normalize::ink_quantile_of_map(&ink);
@@ -196,17 +195,21 @@ pub fn fine_texture(gray: &GrayImage) -> f64 {
     if w <= 2 * b || h <= 2 * b {
         return 0.0;
     }
-    let px = |x: u32, y: u32| f64::from(gray.get_pixel(x, y).0[0]);
-    let mut d: Vec<f64> = Vec::with_capacity(((w - 2 * b) * (h - 2 * b)) as usize);
+    let (w, h, b) = (w as usize, h as usize, b as usize);
+    let raw = gray.as_raw();
+    let mut d: Vec<f64> = Vec::with_capacity((w - 2 * b) * (h - 2 * b));
     for y in b..h - b {
         for x in b..w - b {
-            let mut sum = 0.0;
-            for yy in y - 1..=y + 1 {
-                for xx in x - 1..=x + 1 {
-                    sum += px(xx, yy);
-                }
-            }
-            d.push((px(x, y) - sum / 9.0).abs());
+            // Integer sum of the 3x3 neighbourhood (exact).
+            let sum: u32 = (y - 1..=y + 1)
+                .map(|yy| {
+                    raw[yy * w + x - 1..=yy * w + x + 1]
+                        .iter()
+                        .map(|&v| u32::from(v))
+                        .sum::<u32>()
+                })
+                .sum();
+            d.push((f64::from(raw[y * w + x]) - f64::from(sum) / 9.0).abs());
         }
     }
     median(&mut d)

@@ -167,14 +167,10 @@ fn quantile_level(hist: &[usize; 256], n: usize, q: f64) -> f64 {
     255.0
 }
 
-/// Paper level ([`PAPER_QUANTILE`]) and paper-minus-ink range (down to [`INK_QUANTILE`]) of a
-/// grey crop; an empty crop is white paper with no range.
-pub fn crop_levels(crop: &GrayImage) -> (f64, f64) {
-    crop_levels_at(crop, PAPER_QUANTILE)
-}
-
-/// [`crop_levels`] with the paper level taken at quantile `paper_quantile`.
-pub fn crop_levels_at(crop: &GrayImage, paper_quantile: f64) -> (f64, f64) {
+/// Paper level (the `paper_quantile` grey level, normally [`PAPER_QUANTILE`]) and
+/// paper-minus-ink range (down to [`INK_QUANTILE`]) of a grey crop; an empty crop is white paper
+/// with no range.
+pub fn crop_levels(crop: &GrayImage, paper_quantile: f64) -> (f64, f64) {
     let n = (crop.width() * crop.height()) as usize;
     if n == 0 {
         return (255.0, 0.0);
@@ -194,27 +190,23 @@ pub fn crop_levels_at(crop: &GrayImage, paper_quantile: f64) -> (f64, f64) {
 /// darker) -> 1. A crop whose paper-ink difference is below [`MIN_INK_CONTRAST`] is
 /// near-uniform and maps to all zeros.
 pub fn ink_map_from_gray(crop: &GrayImage) -> InkMap {
-    ink_map_at(crop, PAPER_QUANTILE)
+    ink_map_with_levels(crop, PAPER_QUANTILE).0
 }
 
 /// [`ink_map_from_gray`] with the paper level taken at quantile `paper_quantile` (a lower one
-/// maps more of a textured paper to 0).
-pub fn ink_map_at(crop: &GrayImage, paper_quantile: f64) -> InkMap {
+/// maps more of a textured paper to 0), also returning the [`crop_levels`] it used.
+pub fn ink_map_with_levels(crop: &GrayImage, paper_quantile: f64) -> (InkMap, f64, f64) {
     let (w, h) = (crop.width() as usize, crop.height() as usize);
     let mut ink = InkMap::zeros((h, w));
-    let n = w * h;
-    if n == 0 {
-        return ink;
-    }
-    let (paper, range) = crop_levels_at(crop, paper_quantile);
-    if range < MIN_INK_CONTRAST {
-        return ink;
+    let (paper, range) = crop_levels(crop, paper_quantile);
+    if w * h == 0 || range < MIN_INK_CONTRAST {
+        return (ink, paper, range);
     }
     for (x, y, p) in crop.enumerate_pixels() {
         let v = (paper - p.0[0] as f64) / range;
         ink[[y as usize, x as usize]] = v.clamp(0.0, 1.0);
     }
-    ink
+    (ink, paper, range)
 }
 
 /// The ink value reached by the darkest [`INK_QUANTILE`] share of an ink map's samples: the
