@@ -7,9 +7,15 @@
 //! This is what the digit model sees in production, so it serves to train on the pipeline's own
 //! crops (from sets written with MNIST's train digits) and to measure X/blank recall on crops
 //! cut from synthetic photos.
+//!
+//! `--true-geometry` cuts the boxes through the truth's homography instead (no alignment, no
+//! snapping): the reading alone, without alignment errors. `--score` reads every crop with the
+//! model and prints (and writes as `PREFIX-score.json`) accuracy and per-class recall, for all
+//! pages and for the pages without a hard case.
 
-use crate::align::{self, snap};
+use crate::align::{self, Homography, snap};
 use crate::load;
+use crate::recognize::{DEFAULT_MODEL_CARD, Label, ModelPool, NUM_CLASSES, OrtModel};
 use crate::segment::{self, normalize};
 use crate::synth::truth::{FieldTruth, Truth};
 use crate::template::{DEFAULT_TEMPLATE_PATH, Field, Template};
@@ -34,6 +40,16 @@ pub struct CropsArgs {
     /// `DIR/NNNNNN.png`, numbered like the IDX records, for studying ink extraction.
     #[arg(long, value_name = "DIR")]
     pub gray: Option<PathBuf>,
+    /// Cut through the truth's homography (the template's true geometry on the photo) instead
+    /// of rekap's own alignment and snapping.
+    #[arg(long)]
+    pub true_geometry: bool,
+    /// Read every crop with the model and report accuracy and per-class recall.
+    #[arg(long)]
+    pub score: bool,
+    /// Model card for `--score`.
+    #[arg(long, default_value = DEFAULT_MODEL_CARD)]
+    pub model: PathBuf,
 }
 
 /// Class index of a truth box label (card order).
@@ -50,7 +66,20 @@ struct Sample {
     tensor: Vec<u8>,
     gray: Option<image::GrayImage>,
     label: u8,
+    /// Class the model read (with `--score`).
+    read: Option<u8>,
+    /// The page has a hard case (glare, blur, cut off, ...).
+    hard: bool,
     meta: serde_json::Value,
+}
+
+/// How the boxes of a page are located.
+#[derive(Clone, Copy)]
+enum Geometry {
+    /// rekap's own alignment and snapping, as `rekap process` does.
+    Pipeline,
+    /// The truth's homography, no snapping.
+    True,
 }
 
 fn page_samples(
@@ -59,26 +88,43 @@ fn page_samples(
     dir: &Path,
     page_idx: usize,
     keep_gray: bool,
+    geometry: Geometry,
 ) -> Vec<Sample> {
     let pt = &truth.pages[page_idx];
     let file = dir.join(&pt.file);
     let Ok(photo) = load::load_photo(&file) else {
         return Vec::new();
     };
-    let Ok(al) = align::align_page(&photo.gray, template) else {
-        return Vec::new();
+    let page_fields: Vec<&Field> = template.fields_on_page(pt.page).collect();
+    let (h, px_per_mm, offsets) = match geometry {
+        Geometry::Pipeline => {
+            let Ok(al) = align::align_page(&photo.gray, template) else {
+                return Vec::new();
+            };
+            let Some(h) = al.h() else {
+                return Vec::new();
+            };
+            if al.page != pt.page {
+                return Vec::new();
+            }
+            let offsets = snap::snap_fields(&photo.gray, &h, &page_fields);
+            (h, al.px_per_mm, offsets)
+        }
+        Geometry::True => {
+            let Some(h) = Homography::from_array(pt.homography) else {
+                return Vec::new();
+            };
+            let centre = template
+                .page(pt.page)
+                .map(|p| [p.width_mm / 2.0, p.height_mm / 2.0])
+                .unwrap_or_default();
+            let px_per_mm = h.local_scale(centre);
+            (h, px_per_mm, Default::default())
+        }
     };
-    let Some(h) = al.h() else {
-        return Vec::new();
-    };
-    if al.page != pt.page {
-        return Vec::new();
-    }
     let mut out = Vec::new();
     // Every field with boxes is cut (the page's texture is measured over all of them, as the
     // pipeline does); only those with truth are written.
-    let page_fields: Vec<&Field> = template.fields_on_page(pt.page).collect();
-    let offsets = snap::snap_fields(&photo.gray, &h, &page_fields);
     let fields: Vec<(&Field, f64, f64)> = page_fields
         .iter()
         .filter(|f| f.kind.has_digit_boxes())
@@ -103,6 +149,8 @@ fn page_samples(
                     .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
                     .collect(),
                 label,
+                read: None,
+                hard: !pt.conditions.hard.is_empty(),
                 gray: keep_gray.then(|| c.gray.clone()),
                 meta: serde_json::json!({
                     "submission": truth.submission,
@@ -112,7 +160,7 @@ fn page_samples(
                     "box": i,
                     "label": lab,
                     "hard": pt.conditions.hard,
-                    "px_per_mm": al.px_per_mm,
+                    "px_per_mm": px_per_mm,
                     "paper": c.paper,
                     "range": c.range,
                     "zero": t.iter().all(|v| *v == 0.0),
@@ -149,17 +197,38 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
         .enumerate()
         .flat_map(|(i, (_, t))| (0..t.pages.len()).map(move |p| (i, p)))
         .collect();
+    let geometry = if args.true_geometry {
+        Geometry::True
+    } else {
+        Geometry::Pipeline
+    };
+    // The model is loaded before any photo is read: a bad model stops everything.
+    let pool = if args.score {
+        Some(
+            ModelPool::<OrtModel>::ort(&args.model, crate::recognize::DEFAULT_BATCH_SIZE)
+                .with_context(|| format!("cannot load the digit model {}", args.model.display()))?,
+        )
+    } else {
+        None
+    };
     let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-    let samples: Vec<Sample> = jobs
+    let pages: Vec<anyhow::Result<Vec<Sample>>> = jobs
         .par_iter()
-        .flat_map_iter(|&(i, p)| {
+        .map(|&(i, p)| {
             let (d, t) = &truths[i];
-            let s = page_samples(&template, t, d, p, args.gray.is_some());
+            let mut s = page_samples(&template, t, d, p, args.gray.is_some(), geometry);
+            if let Some(pool) = &pool {
+                score_samples(pool, &mut s)?;
+            }
             bar.inc(1);
-            s
+            Ok(s)
         })
         .collect();
     bar.finish_and_clear();
+    let mut samples = Vec::new();
+    for p in pages {
+        samples.extend(p?);
+    }
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent).ok();
     }
@@ -205,5 +274,118 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
         truths.len(),
         counts
     );
+    if args.score {
+        let all = Score::of(samples.iter());
+        let easy = Score::of(samples.iter().filter(|s| !s.hard));
+        println!("{:<28} {:>12} {:>12}", "", "all pages", "no hard case");
+        let pct = |r: Option<f64>| r.map_or("-".to_string(), |v| format!("{:.2} %", 100.0 * v));
+        println!(
+            "{:<28} {:>12} {:>12}",
+            "crops",
+            all.total.iter().sum::<usize>(),
+            easy.total.iter().sum::<usize>()
+        );
+        println!(
+            "{:<28} {:>12} {:>12}",
+            "accuracy",
+            pct(all.accuracy()),
+            pct(easy.accuracy())
+        );
+        println!(
+            "{:<28} {:>12} {:>12}",
+            "digit accuracy (0-9)",
+            pct(all.digit_accuracy()),
+            pct(easy.digit_accuracy())
+        );
+        for (name, class) in [("X recall", Label::X), ("blank recall", Label::Blank)] {
+            let c = class.index();
+            println!(
+                "{:<28} {:>12} {:>12}",
+                format!("{name} ({} / {})", easy.right[c], easy.total[c]),
+                pct(all.recall(c)),
+                pct(easy.recall(c))
+            );
+        }
+        let path = format!("{prefix}-score.json");
+        let json = serde_json::json!({
+            "model": args.model,
+            "geometry": if args.true_geometry { "truth" } else { "pipeline" },
+            "all_pages": all.to_json(),
+            "pages_without_hard_case": easy.to_json(),
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {path}"))?;
+        eprintln!("wrote {path}");
+    }
     Ok(())
+}
+
+/// Reads each sample's tensor (the u8 one written to the IDX file, as a training run would see
+/// it) with the model.
+fn score_samples(pool: &ModelPool<OrtModel>, samples: &mut [Sample]) -> anyhow::Result<()> {
+    let tensors: Vec<normalize::DigitTensor> = samples
+        .iter()
+        .map(|s| {
+            let mut t = [0f32; normalize::TENSOR_LEN];
+            for (d, v) in t.iter_mut().zip(&s.tensor) {
+                *d = f32::from(*v) / 255.0;
+            }
+            t
+        })
+        .collect();
+    let preds = pool.predict(&tensors)?;
+    for (s, p) in samples.iter_mut().zip(preds) {
+        s.read = Some(p.label.index() as u8);
+    }
+    Ok(())
+}
+
+/// Per-class counts of crops (`total`) and of crops read as their true class (`right`).
+struct Score {
+    total: [usize; NUM_CLASSES],
+    right: [usize; NUM_CLASSES],
+}
+
+impl Score {
+    fn of<'a>(samples: impl Iterator<Item = &'a Sample>) -> Score {
+        let mut s = Score {
+            total: [0; NUM_CLASSES],
+            right: [0; NUM_CLASSES],
+        };
+        for x in samples {
+            let c = usize::from(x.label);
+            if c < NUM_CLASSES {
+                s.total[c] += 1;
+                s.right[c] += usize::from(x.read == Some(x.label));
+            }
+        }
+        s
+    }
+    fn ratio(right: usize, total: usize) -> Option<f64> {
+        (total > 0).then(|| right as f64 / total as f64)
+    }
+    fn recall(&self, class: usize) -> Option<f64> {
+        Self::ratio(self.right[class], self.total[class])
+    }
+    fn accuracy(&self) -> Option<f64> {
+        Self::ratio(self.right.iter().sum(), self.total.iter().sum())
+    }
+    fn digit_accuracy(&self) -> Option<f64> {
+        Self::ratio(self.right[..10].iter().sum(), self.total[..10].iter().sum())
+    }
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "crops": self.total.iter().sum::<usize>(),
+            "accuracy": self.accuracy(),
+            "digit_accuracy": self.digit_accuracy(),
+            "x_recall": self.recall(Label::X.index()),
+            "blank_recall": self.recall(Label::Blank.index()),
+            "per_class": (0..NUM_CLASSES)
+                .filter_map(|c| Label::from_index(c).map(|l| (l.to_string(), serde_json::json!({
+                    "crops": self.total[c],
+                    "recall": self.recall(c),
+                }))))
+                .collect::<serde_json::Map<_, _>>(),
+        })
+    }
 }
