@@ -205,8 +205,11 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
     // The model is loaded before any photo is read: a bad model stops everything.
     let pool = if args.score {
         Some(
-            ModelPool::<OrtModel>::ort(&args.model, crate::recognize::DEFAULT_BATCH_SIZE)
-                .with_context(|| format!("cannot load the digit model {}", args.model.display()))?,
+            ModelPool::<OrtModel>::ort(
+                super::process::project_file(&args.model),
+                crate::recognize::DEFAULT_BATCH_SIZE,
+            )
+            .with_context(|| format!("cannot load the digit model {}", args.model.display()))?,
         )
     } else {
         None
