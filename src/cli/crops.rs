@@ -73,6 +73,21 @@ struct Sample {
     meta: serde_json::Value,
 }
 
+/// What became of one page.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PageOutcome {
+    /// Its boxes were cut.
+    Cut,
+    /// The photo could not be read.
+    Unreadable,
+    /// rekap's alignment found no page, or another page than the truth's.
+    NotFound,
+    /// Found, but the fit failed its checks (`alignment.good` false): `rekap process` flags
+    /// every field of such a page, and its boxes can be centimetres off, so cutting them would
+    /// label crops of empty paper or of a neighbouring box with this box's truth.
+    PoorFit,
+}
+
 /// How the boxes of a page are located.
 #[derive(Clone, Copy)]
 enum Geometry {
@@ -89,30 +104,33 @@ fn page_samples(
     page_idx: usize,
     keep_gray: bool,
     geometry: Geometry,
-) -> Vec<Sample> {
+) -> (Vec<Sample>, PageOutcome) {
     let pt = &truth.pages[page_idx];
     let file = dir.join(&pt.file);
     let Ok(photo) = load::load_photo(&file) else {
-        return Vec::new();
+        return (Vec::new(), PageOutcome::Unreadable);
     };
     let page_fields: Vec<&Field> = template.fields_on_page(pt.page).collect();
     let (h, px_per_mm, offsets) = match geometry {
         Geometry::Pipeline => {
             let Ok(al) = align::align_page(&photo.gray, template) else {
-                return Vec::new();
+                return (Vec::new(), PageOutcome::NotFound);
             };
             let Some(h) = al.h() else {
-                return Vec::new();
+                return (Vec::new(), PageOutcome::NotFound);
             };
             if al.page != pt.page {
-                return Vec::new();
+                return (Vec::new(), PageOutcome::NotFound);
+            }
+            if !al.good {
+                return (Vec::new(), PageOutcome::PoorFit);
             }
             let offsets = snap::snap_fields(&photo.gray, &h, &page_fields);
             (h, al.px_per_mm, offsets)
         }
         Geometry::True => {
             let Some(h) = Homography::from_array(pt.homography) else {
-                return Vec::new();
+                return (Vec::new(), PageOutcome::NotFound);
             };
             let centre = template
                 .page(pt.page)
@@ -168,7 +186,7 @@ fn page_samples(
             });
         }
     }
-    out
+    (out, PageOutcome::Cut)
 }
 
 pub fn run(args: CropsArgs) -> anyhow::Result<()> {
@@ -215,23 +233,27 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
         None
     };
     let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-    let pages: Vec<anyhow::Result<Vec<Sample>>> = jobs
+    let pages: Vec<anyhow::Result<(Vec<Sample>, PageOutcome)>> = jobs
         .par_iter()
         .map(|&(i, p)| {
             let (d, t) = &truths[i];
-            let mut s = page_samples(&template, t, d, p, args.gray.is_some(), geometry);
+            let (mut s, outcome) = page_samples(&template, t, d, p, args.gray.is_some(), geometry);
             if let Some(pool) = &pool {
                 score_samples(pool, &mut s)?;
             }
             bar.inc(1);
-            Ok(s)
+            Ok((s, outcome))
         })
         .collect();
     bar.finish_and_clear();
     let mut samples = Vec::new();
+    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
     for p in pages {
-        samples.extend(p?);
+        let (s, outcome) = p?;
+        samples.extend(s);
+        *outcomes.entry(format!("{outcome:?}")).or_default() += 1;
     }
+    eprintln!("pages: {outcomes:?} (PoorFit: the fit failed its checks; such pages are not cut)");
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent).ok();
     }
