@@ -209,6 +209,7 @@ impl<M: Model> Pipeline<M> {
             })
             .collect();
         let page_crops = segment::cut_page(gray, &h, &digit_fields);
+        let stroke_contrast = segment::tally_stroke_contrast(&page_crops);
         if page_crops.descreened {
             report.screen_texture = Some(page_crops.texture);
         }
@@ -261,7 +262,8 @@ impl<M: Model> Pipeline<M> {
                             .find(|g| g.kind == FieldKind::RowTotals && g.of.as_deref() == Some(of))
                             .map(|g| offset_of(&g.id))
                             .unwrap_or_default();
-                        let read = segment::read_tally(gray, &h, f, s.dx_mm, s.dy_mm);
+                        let read =
+                            segment::read_tally(gray, &h, f, s.dx_mm, s.dy_mm, stroke_contrast);
                         // Each row total is backed by its own row of the grid.
                         for g in page_fields.iter().filter(|g| {
                             g.kind == FieldKind::RowTotals && g.of.as_deref() == Some(of)

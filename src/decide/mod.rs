@@ -34,6 +34,9 @@ pub struct DecideConfig {
     /// that add up (measured: synth seed 45, where two 0.97 misreads of a submission satisfied
     /// a sum rule and were lifted to 0.998).
     pub min_reading_confidence: f64,
+    /// A rule raises a field's confidence above its own reading's only when every other field
+    /// it reads is at least this sure on its own evidence (see `cap_unsupported_lifts`).
+    pub min_partner_confidence: f64,
     /// Prior probability that one hard rule is broken on paper by the officer. Used when rules
     /// help choose among a field's alternative readings.
     pub officer_error_prior: f64,
@@ -55,6 +58,7 @@ impl Default for DecideConfig {
             accept_threshold: 0.997,
             unchecked_accept_threshold: 0.999,
             min_reading_confidence: 0.99,
+            min_partner_confidence: 0.95,
             officer_error_prior: 0.05,
             soft_rule_error_prior: 0.1,
             bubble_reliability: 0.95,
@@ -614,6 +618,7 @@ pub fn decide_pages(
     }
 
     resolve_with_rules(&rules, &mut fields, &cands, &doubtful_fields, cfg);
+    cap_unsupported_lifts(&rules, &mut fields, &cands, cfg);
 
     // Fields no equality rule reads are accepted on the model's word alone: stricter threshold.
     let unchecked_ids = unchecked_fields(template, &rules);
@@ -735,10 +740,7 @@ pub fn decide_pages(
             continue;
         }
         // Rules may confirm a reading only when it was already fairly sure on its own evidence.
-        let own = cands
-            .get(id)
-            .and_then(|cs| cs.iter().find(|c| c.value == r.value))
-            .map_or(0.0, |c| c.prob);
+        let own = own_confidence(&cands, id, r.value);
         r.reading_confidence = Some(own);
         let passes = r.flags.is_empty() && r.confidence >= threshold_of(id);
         if passes && own < cfg.min_reading_confidence {
@@ -767,6 +769,60 @@ pub fn decide_pages(
         fields,
         checks,
         flags,
+    }
+}
+
+/// Probability of reading `value` in field `id` on its own evidence (boxes, bubbles).
+fn own_confidence(cands: &HashMap<String, Vec<Candidate>>, id: &str, value: Option<i64>) -> f64 {
+    cands
+        .get(id)
+        .and_then(|cs| cs.iter().find(|c| c.value == value))
+        .map_or(0.0, |c| c.prob)
+}
+
+/// A rule vouches for a reading only through partners that are sure on their own evidence.
+/// Two misreads of one hand can add up: on seed 45 model v5 read a 3 as 2 at p = 0.9966 in
+/// `disabled.lp`, and `disabled.lp = disabled.l + disabled.p` held because `disabled.l` was
+/// misread too (2 as 1, p = 0.77); the joint posterior lifted the wrong 2 to 0.998. A field
+/// whose confidence the rules raised keeps only its own reading's confidence when any rule it
+/// was resolved with reads a partner below `min_partner_confidence` (or a missing one).
+/// Invariant: afterwards, a confidence above the field's own reading rests only on rules whose
+/// every other field reached `min_partner_confidence` on its own.
+fn cap_unsupported_lifts(
+    rules: &[Rule],
+    fields: &mut BTreeMap<String, FieldReport>,
+    cands: &HashMap<String, Vec<Candidate>>,
+    cfg: &DecideConfig,
+) {
+    let own: HashMap<String, f64> = fields
+        .iter()
+        .map(|(id, r)| {
+            let p = if r.status == FieldStatus::Missing {
+                0.0
+            } else {
+                own_confidence(cands, id, r.value)
+            };
+            (id.clone(), p)
+        })
+        .collect();
+    let by_id: HashMap<&str, &Rule> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    for (id, r) in fields.iter_mut() {
+        let mine = own.get(id).copied().unwrap_or(0.0);
+        if r.confidence <= mine {
+            continue;
+        }
+        let unsupported = r
+            .resolved_by
+            .iter()
+            .filter_map(|rid| by_id.get(rid.as_str()))
+            .any(|rule| {
+                rule.fields
+                    .iter()
+                    .any(|f| f != id && own.get(f).is_none_or(|p| *p < cfg.min_partner_confidence))
+            });
+        if unsupported {
+            r.confidence = mine;
+        }
     }
 }
 
@@ -1295,6 +1351,56 @@ mod tests {
                 ev(id, o.map(|o| o.1.clone()).unwrap_or_else(|| sure(v)))
             })
             .collect()
+    }
+
+    #[test]
+    fn rules_vouch_only_through_sure_partners() {
+        // disabled.lp = disabled.l + disabled.p with p = 0 sure. lp reads 1 at 0.9966 (under
+        // the 0.997 threshold on its own). Seed 45's silent error had this shape, with l misread.
+        let lp = sure_then("XX", [("1", 0.9966), ("X", 0.0016), ("7", 0.001)]);
+        let cfg = DecideConfig::default();
+        let run = |l: Vec<Prediction>| {
+            decide(
+                &template(),
+                &page1(&[("disabled.l", l), ("disabled.lp", lp.clone())]),
+                &cfg,
+            )
+            .fields["disabled.lp"]
+                .clone()
+        };
+        // A sure partner: the rule lifts lp over the threshold.
+        let lifted = run(sure("XX1"));
+        assert!(lifted.confidence > 0.9966 + 1e-4, "{lifted:?}");
+        assert_eq!(lifted.status, FieldStatus::Accepted, "{lifted:?}");
+        // The partner read 1 at only 0.77 (2 at 0.23): the same rule may not vouch for lp.
+        let alone = run(sure_then("XX", [("1", 0.77), ("2", 0.226), ("7", 0.004)]));
+        assert_eq!(alone.value, Some(1));
+        assert!(
+            (alone.confidence - alone.reading_confidence.unwrap()).abs() < 1e-9,
+            "{alone:?}"
+        );
+        assert_eq!(alone.status, FieldStatus::Flagged, "{alone:?}");
+        assert!(
+            alone.flags.iter().any(|c| c == "low_confidence"),
+            "{alone:?}"
+        );
+        // Without the partner check the joint posterior alone would accept it.
+        let trusting = DecideConfig {
+            min_partner_confidence: 0.0,
+            ..DecideConfig::default()
+        };
+        let l = sure_then("XX", [("1", 0.77), ("2", 0.226), ("7", 0.004)]);
+        let d = decide(
+            &template(),
+            &page1(&[("disabled.l", l), ("disabled.lp", lp.clone())]),
+            &trusting,
+        );
+        assert_eq!(
+            d.fields["disabled.lp"].status,
+            FieldStatus::Accepted,
+            "{:?}",
+            d.fields["disabled.lp"]
+        );
     }
 
     #[test]
