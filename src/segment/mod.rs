@@ -487,6 +487,50 @@ mod tests {
     use crate::align::sample::bilinear;
     use image::Luma;
 
+    /// A box crop with the given range whose ink map peaks at `peak`.
+    fn crop_with(range: f64, peak: f64) -> BoxCrop {
+        let mut ink = InkMap::zeros((4, 4));
+        ink[[1, 1]] = peak;
+        BoxCrop {
+            gray: GrayImage::new(4, 4),
+            ink,
+            off_photo: 0.0,
+            quad_px: [[0.0; 2]; 4],
+            paper: 200.0,
+            range,
+            edge_lines: 0,
+        }
+    }
+
+    #[test]
+    fn tally_strokes_are_measured_against_the_page_handwriting() {
+        let page = |crops: Vec<BoxCrop>| PageCrops {
+            fields: vec![crops],
+            texture: 0.0,
+            descreened: false,
+        };
+        // Dim page: marked boxes span 50-70 grey levels; empty boxes (no ink) do not count.
+        let dim = page(vec![
+            crop_with(50.0, 0.9),
+            crop_with(60.0, 1.0),
+            crop_with(70.0, 0.8),
+            crop_with(5.0, 0.0),
+            crop_with(6.0, 0.1),
+        ]);
+        assert_eq!(tally_stroke_contrast(&dim), 30.0);
+        // Bright, contrasty page: capped at the old fixed bar.
+        let bright = page(vec![crop_with(150.0, 1.0), crop_with(160.0, 1.0)]);
+        assert_eq!(tally_stroke_contrast(&bright), TALLY_STROKE_CONTRAST);
+        // Very faint handwriting: never below twice the paper noise.
+        let faint = page(vec![crop_with(24.0, 0.7)]);
+        assert_eq!(tally_stroke_contrast(&faint), MIN_TALLY_STROKE_CONTRAST);
+        // No box holds a mark: the fixed bar.
+        assert_eq!(
+            tally_stroke_contrast(&page(vec![crop_with(8.0, 0.0)])),
+            TALLY_STROKE_CONTRAST
+        );
+    }
+
     #[test]
     fn fine_texture_sees_a_lattice_not_paper_or_a_stroke() {
         // Paper with a thick dark stroke: the stroke's edges are a minority of pixels.
