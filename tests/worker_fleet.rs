@@ -7,7 +7,7 @@
 mod serve_support;
 mod store_support;
 
-use rekap::store::Store;
+use rekap::store::{JobRow, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -111,6 +111,15 @@ fn wait_exit(child: &mut Child, timeout: Duration, log: &Path) -> std::process::
     }
 }
 
+/// Send a signal (`-STOP`, `-CONT`) to a process with kill(1).
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !cond() {
@@ -147,22 +156,31 @@ fn a_fleet_with_a_killed_worker_processes_every_submission_exactly_once() {
         })
         .collect();
     // Mid-batch: once some jobs are done and the victim holds one, kill it outright.
-    let victim_tag = format!(":{}:", workers[0].0.id());
-    let mut victim_job = None;
-    wait_for("the victim to hold a job mid-batch", DRAIN_TIMEOUT, || {
-        let jobs = store.jobs().unwrap();
-        let done = jobs.iter().filter(|j| j.state == "done").count();
-        victim_job = jobs
-            .iter()
+    let victim_pid = workers[0].0.id();
+    let victim_tag = format!(":{victim_pid}:");
+    let held_by_victim = |jobs: &[JobRow]| {
+        jobs.iter()
             .find(|j| {
                 j.state == "processing"
                     && j.worker.as_deref().is_some_and(|w| w.contains(&victim_tag))
             })
-            .map(|j| j.submission_id);
-        done >= 5 && victim_job.is_some()
-    });
-    let victim_job = victim_job.unwrap();
-    workers[0].0.kill().unwrap(); // SIGKILL
+            .map(|j| j.submission_id)
+    };
+    let victim_job = loop {
+        wait_for("the victim to hold a job mid-batch", DRAIN_TIMEOUT, || {
+            let jobs = store.jobs().unwrap();
+            let done = jobs.iter().filter(|j| j.state == "done").count();
+            done >= 5 && held_by_victim(&jobs).is_some()
+        });
+        // Freeze the victim, then read again: between the first read and the freeze it may
+        // have finished that job (which then shows one attempt, not a takeover).
+        signal(victim_pid, "-STOP");
+        if let Some(job) = held_by_victim(&store.jobs().unwrap()) {
+            break job;
+        }
+        signal(victim_pid, "-CONT");
+    };
+    workers[0].0.kill().unwrap(); // SIGKILL (also ends a stopped process)
     workers[0].0.wait().unwrap();
     for (c, log) in workers.iter_mut().skip(1) {
         let status = wait_exit(c, DRAIN_TIMEOUT, log);
