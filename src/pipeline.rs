@@ -256,12 +256,9 @@ impl<M: Model> Pipeline<M> {
                 }
                 FieldKind::TallyGrid => {
                     if let Some(of) = &f.of {
-                        // The row totals sit beside the grid: use the first one's offset.
-                        let s = page_fields
-                            .iter()
-                            .find(|g| g.kind == FieldKind::RowTotals && g.of.as_deref() == Some(of))
-                            .map(|g| offset_of(&g.id))
-                            .unwrap_or_default();
+                        // The grid sits beside the row totals, which borrow the snap of the
+                        // field they back (`snap::snap_fields`): use that snap.
+                        let s = offset_of(of);
                         let read =
                             segment::read_tally(gray, &h, f, s.dx_mm, s.dy_mm, stroke_contrast);
                         // Each row total is backed by its own row of the grid.

@@ -16,6 +16,7 @@ import json
 import multiprocessing as mp
 import os
 import shlex
+import shutil
 import sys
 import time
 
@@ -346,12 +347,11 @@ def main() -> int:
     if args.evaluate:
         # every metric above already came from onnxruntime; ship the evaluated file as is
         if os.path.abspath(args.evaluate) != os.path.abspath(onnx_path):
-            with open(args.evaluate, "rb") as src, open(onnx_path, "wb") as dst:
-                dst.write(src.read())
+            shutil.copyfile(args.evaluate, onnx_path)
+        sess = eval_sess
     else:
         export_onnx(params, state, onnx_path)
-    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    if not args.evaluate:
+        sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
         ort_logits = sess.run(["logits"], {"input": check_x})[0]
         diff = float(np.abs(ort_logits - logits_of(check_x)).max())
         same_argmax = bool((ort_logits.argmax(1) == logits_of(check_x).argmax(1)).all())

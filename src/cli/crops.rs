@@ -302,33 +302,26 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
     if args.score {
         let all = Score::of(samples.iter());
         let easy = Score::of(samples.iter().filter(|s| !s.hard));
-        println!("{:<28} {:>12} {:>12}", "", "all pages", "no hard case");
+        let row = |name: &str, a: String, b: String| println!("{name:<28} {a:>12} {b:>12}");
         let pct = |r: Option<f64>| r.map_or("-".to_string(), |v| format!("{:.2} %", 100.0 * v));
-        println!(
-            "{:<28} {:>12} {:>12}",
+        row("", "all pages".into(), "no hard case".into());
+        row(
             "crops",
-            all.total.iter().sum::<usize>(),
-            easy.total.iter().sum::<usize>()
+            all.total.iter().sum::<usize>().to_string(),
+            easy.total.iter().sum::<usize>().to_string(),
         );
-        println!(
-            "{:<28} {:>12} {:>12}",
-            "accuracy",
-            pct(all.accuracy()),
-            pct(easy.accuracy())
-        );
-        println!(
-            "{:<28} {:>12} {:>12}",
+        row("accuracy", pct(all.accuracy()), pct(easy.accuracy()));
+        row(
             "digit accuracy (0-9)",
             pct(all.digit_accuracy()),
-            pct(easy.digit_accuracy())
+            pct(easy.digit_accuracy()),
         );
         for (name, class) in [("X recall", Label::X), ("blank recall", Label::Blank)] {
             let c = class.index();
-            println!(
-                "{:<28} {:>12} {:>12}",
-                format!("{name} ({} / {})", easy.right[c], easy.total[c]),
+            row(
+                &format!("{name} ({} / {})", easy.right[c], easy.total[c]),
                 pct(all.recall(c)),
-                pct(easy.recall(c))
+                pct(easy.recall(c)),
             );
         }
         let path = format!("{prefix}-score.json");

@@ -372,6 +372,28 @@ const TALLY_STROKE_SHARE: f64 = 0.5;
 /// A box crop holds a mark when some of its ink reaches this (ink units, 0 = paper).
 const MARK_INK: f64 = 0.5;
 
+/// Inside of a tally cell sampled, as a share of its size (keeps clear of the grid lines).
+const TALLY_INNER: f64 = 0.8;
+const TALLY_STEP_MM: f64 = 0.5;
+/// Each cell of the grid holds one group of at most five strokes.
+pub const STROKES_PER_CELL: u32 = 5;
+
+/// What a tally grid shows: the count range of the whole grid and of each of its rows (row `r`
+/// of the grid backs row total `r + 1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TallyRead {
+    pub total: TallyRange,
+    pub rows: Vec<TallyRange>,
+}
+
+fn tally_range(marked: u32) -> TallyRange {
+    TallyRange {
+        cells_marked: marked,
+        min: marked,
+        max: marked * STROKES_PER_CELL,
+    }
+}
+
 /// The contrast a tally stroke must reach on this page: [`TALLY_STROKE_SHARE`] of the median
 /// paper-minus-ink range of the page's digit boxes that hold a mark, within
 /// [`MIN_TALLY_STROKE_CONTRAST`]..=[`TALLY_STROKE_CONTRAST`]; the upper bound when no box holds
@@ -389,31 +411,8 @@ pub fn tally_stroke_contrast(page: &PageCrops) -> f64 {
     if ranges.is_empty() {
         return TALLY_STROKE_CONTRAST;
     }
-    let mid = ranges.len() / 2;
-    let median = *ranges.select_nth_unstable_by(mid, f64::total_cmp).1;
-    (TALLY_STROKE_SHARE * median).clamp(MIN_TALLY_STROKE_CONTRAST, TALLY_STROKE_CONTRAST)
-}
-/// Inside of a tally cell sampled, as a share of its size (keeps clear of the grid lines).
-const TALLY_INNER: f64 = 0.8;
-const TALLY_STEP_MM: f64 = 0.5;
-/// Each cell of the grid holds one group of at most five strokes.
-pub const STROKES_PER_CELL: u32 = 5;
-
-/// Count the marked cells of a `tally_grid` field and the vote range that implies.
-/// What a tally grid shows: the count range of the whole grid and of each of its rows (row `r`
-/// of the grid backs row total `r + 1`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TallyRead {
-    pub total: TallyRange,
-    pub rows: Vec<TallyRange>,
-}
-
-fn tally_range(marked: u32) -> TallyRange {
-    TallyRange {
-        cells_marked: marked,
-        min: marked,
-        max: marked * STROKES_PER_CELL,
-    }
+    (TALLY_STROKE_SHARE * median(&mut ranges))
+        .clamp(MIN_TALLY_STROKE_CONTRAST, TALLY_STROKE_CONTRAST)
 }
 
 /// Count the marked cells of a tally grid (whole grid and per row); a sample is a stroke when
