@@ -274,11 +274,10 @@ fn corner_marks(page: &Page) -> Option<[[f64; 2]; 4]> {
 fn find_squares(small: &GrayImage, shrink: u32) -> (Vec<Square>, Vec<MarkCandidate>, GrayImage) {
     let (w, h) = small.dimensions();
     let radius = ((w.max(h) as f64 * THRESHOLD_RADIUS_FRACTION).round() as u32).max(4);
-    let bin = dark_mask(small, radius, DARK_DELTA);
+    let mut bin = dark_mask(small, radius, DARK_DELTA);
     // Dark = 0. Grow the white by one pixel so squares touching at a corner separate.
-    let mut bin = bin;
     for _ in 0..shrink {
-        bin = max3x3(&bin);
+        max3x3_in_place(&mut bin);
     }
     let m = dark_component_moments(&bin);
     let max_area = (w as f64 * h as f64 * MAX_SQUARE_AREA_FRACTION).max(MIN_SQUARE_AREA as f64);
@@ -529,37 +528,52 @@ fn dark_mask(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
 }
 
 /// 3x3 maximum filter (grows white, shrinks dark by one pixel), separable; edges replicate.
+/// 3x3 maximum with replicated edges, as a new image (tests; the pipeline filters in place).
+#[cfg(test)]
 fn max3x3(img: &GrayImage) -> GrayImage {
+    let mut out = img.clone();
+    max3x3_in_place(&mut out);
+    out
+}
+
+/// [`max3x3`] overwriting its input, with three rows of scratch instead of two more images
+/// (fresh megabyte buffers on every photo cost more in page faults than the filter itself).
+/// Invariant: when row `y` is written, `prev`, `cur` and `next` hold the horizontal maxima of
+/// the *original* rows `y - 1`, `y` and `y + 1` (edges replicated); row `y + 1` is still original.
+fn max3x3_in_place(img: &mut GrayImage) {
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w < 3 || h < 3 {
-        return max3x3_simple(img);
+        *img = max3x3_simple(img);
+        return;
     }
-    let raw = img.as_raw();
-    let mut tmp = vec![0u8; w * h];
-    for (row, trow) in raw.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
-        trow[0] = row[0].max(row[1]);
-        trow[w - 1] = row[w - 2].max(row[w - 1]);
-        for (t, ((&a, &b), &c)) in trow[1..w - 1]
+    let hmax = |row: &[u8], out: &mut [u8]| {
+        out[0] = row[0].max(row[1]);
+        out[w - 1] = row[w - 2].max(row[w - 1]);
+        for (t, ((&a, &b), &c)) in out[1..w - 1]
             .iter_mut()
             .zip(row.iter().zip(&row[1..]).zip(&row[2..]))
         {
             *t = a.max(b).max(c);
         }
-    }
-    let mut out = vec![0u8; w * h];
-    for (y, orow) in out.chunks_exact_mut(w).enumerate() {
-        let (ya, yc) = (y.saturating_sub(1), (y + 1).min(h - 1));
-        let (a, b, c) = (
-            &tmp[ya * w..(ya + 1) * w],
-            &tmp[y * w..(y + 1) * w],
-            &tmp[yc * w..(yc + 1) * w],
-        );
-        for (o, ((&a, &b), &c)) in orow.iter_mut().zip(a.iter().zip(b).zip(c)) {
+    };
+    let raw: &mut [u8] = img;
+    let (mut prev, mut cur, mut next) = (vec![0u8; w], vec![0u8; w], vec![0u8; w]);
+    hmax(&raw[..w], &mut cur);
+    prev.copy_from_slice(&cur);
+    for y in 0..h {
+        if y + 1 < h {
+            hmax(&raw[(y + 1) * w..(y + 2) * w], &mut next);
+        } else {
+            next.copy_from_slice(&cur);
+        }
+        let orow = &mut raw[y * w..(y + 1) * w];
+        for (o, ((&a, &b), &c)) in orow.iter_mut().zip(prev.iter().zip(&cur).zip(&next)) {
             *o = a.max(b).max(c);
         }
+        // Rotate: the row just read becomes current, the current one previous.
+        std::mem::swap(&mut prev, &mut cur);
+        std::mem::swap(&mut cur, &mut next);
     }
-    GrayImage::from_raw(w as u32, h as u32, out)
-        .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
 }
 
 /// Pixel-by-pixel 3x3 maximum with replicated edges (tiny images, and the reference in tests).
@@ -767,6 +781,11 @@ fn search_triples<'p>(
         [2, 0, 1],
         [2, 1, 0],
     ];
+    // Every pose first, then the tag is read through the most page-like ones first: a wrong
+    // pairing of marks shears or squashes the page, the right one maps it with nearly equal
+    // scale along both axes (perspective aside). The first perfect tag read ends the search,
+    // so on a page with one mark missed it usually takes one or two reads instead of dozens.
+    let mut poses: Vec<(f64, Homography)> = Vec::new();
     for a in 0..n {
         for b in a + 1..n {
             for c in b + 1..n {
@@ -776,18 +795,38 @@ fn search_triples<'p>(
                         (0..4).filter(|&k| k != missing).map(|k| tmpl[k]).collect();
                     for order in ORDERS {
                         let dst = [tri[order[0]], tri[order[1]], tri[order[2]]];
-                        let Some(h) = affine_from_3(&[src[0], src[1], src[2]], &dst) else {
-                            continue;
-                        };
-                        if try_pose(gray, h, rect, pages, &mut best) {
-                            return best;
+                        if let Some(h) = affine_from_3(&[src[0], src[1], src[2]], &dst) {
+                            poses.push((anisotropy(&h), h));
                         }
                     }
                 }
             }
         }
     }
+    // Stable: equally page-like poses keep the enumeration order.
+    poses.sort_by(|x, y| x.0.total_cmp(&y.0));
+    for (_, h) in poses {
+        if try_pose(gray, h, rect, pages, &mut best) {
+            return best;
+        }
+    }
     best
+}
+
+/// Ratio of the larger to the smaller singular value of a homography's linear part (1 for a
+/// similarity; infinite when degenerate).
+fn anisotropy(h: &Homography) -> f64 {
+    let m = h.to_array();
+    let (a, b, c, d) = (m[0], m[1], m[3], m[4]);
+    // Singular values of [[a, b], [c, d]]: sqrt of the eigenvalues of its Gram matrix.
+    let t = a * a + b * b + c * c + d * d;
+    let det = (a * d - b * c).abs();
+    let disc = (t * t - 4.0 * det * det).max(0.0).sqrt();
+    let (s1, s2) = (
+        ((t + disc) / 2.0).sqrt(),
+        ((t - disc) / 2.0).max(0.0).sqrt(),
+    );
+    if s2 > 0.0 { s1 / s2 } else { f64::INFINITY }
 }
 
 /// The affine map sending three points onto three others, as a homography.
@@ -1203,19 +1242,29 @@ fn pattern_offset(
     let steps = (PATTERN_SEARCH_MM / PATTERN_SEARCH_STEP_MM).round() as i32;
     let mut scores: Vec<(f64, f64, f64)> = Vec::new();
     let mut vals: Vec<(f64, bool)> = Vec::with_capacity(points.len());
+    let sampler = sample::Sampler::new(gray);
+    // One offset's points mapped in one pass (`apply_points` is `apply` to the bit; a point
+    // at infinity comes back NaN, which the sampler refuses like `apply`'s `None`).
+    let (mut xs, mut ys) = (
+        Vec::with_capacity(points.len()),
+        Vec::with_capacity(points.len()),
+    );
+    let (mut px, mut py) = (Vec::new(), Vec::new());
     for iy in -steps..=steps {
         for ix in -steps..=steps {
             let (dx, dy) = (
                 f64::from(ix) * PATTERN_SEARCH_STEP_MM,
                 f64::from(iy) * PATTERN_SEARCH_STEP_MM,
             );
+            xs.clear();
+            ys.clear();
+            xs.extend(points.iter().map(|(c, _)| c[0] + dx));
+            ys.extend(points.iter().map(|(c, _)| c[1] + dy));
+            h.apply_points(&xs, &ys, &mut px, &mut py);
             vals.clear();
             let (mut white, mut black, mut nw, mut nb) = (0.0, 0.0, 0u32, 0u32);
-            for (c, is_black) in points {
-                let Some(v) = h
-                    .apply([c[0] + dx, c[1] + dy])
-                    .and_then(|p| bilinear(gray, p[0], p[1]))
-                else {
+            for ((&qx, &qy), (_, is_black)) in px.iter().zip(&py).zip(points) {
+                let Some(v) = sampler.at(qx, qy) else {
                     break;
                 };
                 vals.push((v, *is_black));

@@ -15,6 +15,10 @@ pub const MAX_SNAP_MM: f64 = 3.0;
 /// Coarse and fine search steps, mm.
 const COARSE_STEP_MM: f64 = 0.25;
 const FINE_STEP_MM: f64 = 0.05;
+/// Photo pixels per mm from which the coarse search scores every other edge point: a 0.5 mm
+/// line is then at least two pixels wide (12 MP photos of the form have about 4.4 px/mm, 3 MP
+/// about 2.2).
+const COARSE_SUBSET_MIN_PX_PER_MM: f64 = 3.5;
 /// Sample points per box edge (corners excluded, where neighbouring lines cross).
 const POINTS_PER_EDGE: usize = 10;
 /// Distance of the paper reference samples from the line centre, beyond half the line width, mm.
@@ -69,6 +73,14 @@ fn edge_samples(boxes: &[RectMm], line_mm: f64, axis: Axis) -> Vec<[f64; 2]> {
         }
     }
     out
+}
+
+/// The points of every other sample position along each edge (both edges of the pair kept),
+/// for the coarse step of [`search`] on sharp photos: half the cost, and the fine step still
+/// uses them all.
+fn coarse_subset(pts: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    // `edge_samples` pushes the points of one position on both edges together: pairs.
+    pts.chunks(2).step_by(2).flatten().copied().collect()
 }
 
 /// Reusable buffers for [`score`]: template points and their images.
@@ -131,28 +143,53 @@ fn score(
     }
 }
 
+/// Where [`search`] looks for the best offset.
+enum Start<'a> {
+    /// The whole range (`±MAX_SNAP_MM`) at the coarse step, scored on these points (a subset
+    /// of the fine points: the coarse step only has to land beside the right line), then the
+    /// fine step around the coarse winner.
+    Coarse(&'a [[f64; 2]]),
+    /// Only the fine step within `REFIT_WINDOW_MM` of an offset already found.
+    Near(f64),
+}
+
+/// Half-width of the fine-only re-fit of x after y was found, mm. Moving the samples along
+/// their own lines by the y offset changes the x optimum by far less than this.
+const REFIT_WINDOW_MM: f64 = 0.5;
+
+#[allow(clippy::too_many_arguments)]
 fn search(
     sampler: &Sampler,
     h: &Homography,
     pts: &[[f64; 2]],
+    start: Start,
     axis: Axis,
     other: f64,
     line_mm: f64,
     buf: &mut Scratch,
 ) -> (f64, f64) {
-    let mut best: (f64, f64) = (0.0, f64::NEG_INFINITY);
-    let steps = (MAX_SNAP_MM / COARSE_STEP_MM).round() as i32;
-    for i in -steps..=steps {
-        let off = i as f64 * COARSE_STEP_MM;
-        let s = score(sampler, h, pts, axis, off, other, line_mm, buf);
-        // Prefer the smaller offset on ties so flat regions do not drift.
-        if s > best.1 + 1e-9 || ((s - best.1).abs() <= 1e-9 && off.abs() < best.0.abs()) {
-            best = (off, s);
+    let (centre, fine) = match start {
+        Start::Coarse(coarse_pts) => {
+            let mut best: (f64, f64) = (0.0, f64::NEG_INFINITY);
+            let steps = (MAX_SNAP_MM / COARSE_STEP_MM).round() as i32;
+            for i in -steps..=steps {
+                let off = i as f64 * COARSE_STEP_MM;
+                let s = score(sampler, h, coarse_pts, axis, off, other, line_mm, buf);
+                // Prefer the smaller offset on ties so flat regions do not drift.
+                if s > best.1 + 1e-9 || ((s - best.1).abs() <= 1e-9 && off.abs() < best.0.abs()) {
+                    best = (off, s);
+                }
+            }
+            (best.0, (COARSE_STEP_MM / FINE_STEP_MM).round() as i32)
         }
-    }
-    let centre = best.0;
-    let fine = (COARSE_STEP_MM / FINE_STEP_MM).round() as i32;
-    // i = 0 is the coarse winner itself, already scored (and `>` would not take it again).
+        Start::Near(centre) => (centre, (REFIT_WINDOW_MM / FINE_STEP_MM).round() as i32),
+    };
+    // The centre is scored on every point, then the fine steps around it; on ties the
+    // centre (scored first) stays.
+    let mut best = (
+        centre,
+        score(sampler, h, pts, axis, centre, other, line_mm, buf),
+    );
     for i in (-fine..=fine).filter(|&i| i != 0) {
         let off = centre + i as f64 * FINE_STEP_MM;
         let s = score(sampler, h, pts, axis, off, other, line_mm, buf);
@@ -200,16 +237,52 @@ pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], lin
     }
     let xs = edge_samples(boxes, line_mm, Axis::X);
     let ys = edge_samples(boxes, line_mm, Axis::Y);
+    // Thin the coarse step's points only where lines are several pixels wide (measured: at
+    // 12 MP box accuracy was unchanged, at 3 MP it fell by 0.035 points).
+    let first = boxes[0];
+    let scale = h.local_scale([first[0] + first[2] / 2.0, first[1] + first[3] / 2.0]);
+    let (xs_coarse, ys_coarse) = if scale >= COARSE_SUBSET_MIN_PX_PER_MM {
+        (coarse_subset(&xs), coarse_subset(&ys))
+    } else {
+        (xs.clone(), ys.clone())
+    };
     let sampler = Sampler::new(gray);
     let mut buf = Scratch::default();
-    let first_x = search(&sampler, h, &xs, Axis::X, 0.0, line_mm, &mut buf);
-    let (dy, sy) = search(&sampler, h, &ys, Axis::Y, first_x.0, line_mm, &mut buf);
-    // Re-fit x with the found y (one alternation suffices for small offsets). With dy = 0
-    // the re-fit would sample exactly the first search's points: reuse its result.
+    let first_x = search(
+        &sampler,
+        h,
+        &xs,
+        Start::Coarse(&xs_coarse),
+        Axis::X,
+        0.0,
+        line_mm,
+        &mut buf,
+    );
+    let (dy, sy) = search(
+        &sampler,
+        h,
+        &ys,
+        Start::Coarse(&ys_coarse),
+        Axis::Y,
+        first_x.0,
+        line_mm,
+        &mut buf,
+    );
+    // Re-fit x with the found y (one alternation suffices for small offsets), near the first
+    // x. With dy = 0 the re-fit would sample exactly the first search's points: reuse it.
     let (dx, sx) = if dy == 0.0 {
         first_x
     } else {
-        search(&sampler, h, &xs, Axis::X, dy, line_mm, &mut buf)
+        search(
+            &sampler,
+            h,
+            &xs,
+            Start::Near(first_x.0),
+            Axis::X,
+            dy,
+            line_mm,
+            &mut buf,
+        )
     };
     let contrast = sx.min(sy);
     if contrast < MIN_LINE_CONTRAST {

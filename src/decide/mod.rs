@@ -1008,7 +1008,9 @@ fn field_options(cs: &[Candidate], doubtful: bool) -> Vec<FieldOption> {
 }
 
 /// Likelihood factor of one rule under an assignment of some of its fields (`assign`, where
-/// `None` is the unlisted remainder) with the others read through `value`.
+/// `None` is the unlisted remainder) with the others read through `value`: the definition that
+/// [`CompiledRule::factor`] computes without strings (the test compares them).
+#[cfg(test)]
 fn rule_factor(
     r: &Rule,
     assign: &HashMap<&str, Option<Option<i64>>>,
@@ -1035,6 +1037,111 @@ fn rule_factor(
     match r.evaluate(value) {
         RuleOutcome::Violated { .. } => e,
         _ => 1.0 - e,
+    }
+}
+
+/// Where a rule's field gets its value inside one component's joint resolution.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// An uncertain field of the component: its option at this index of the assignment.
+    Var(usize),
+    /// A field outside the component: its reading (`None`: no value).
+    Fixed(Option<i64>),
+}
+
+/// A rule with its field names resolved once per component, so that each entry of its factor
+/// table is computed without hashing a string. [`CompiledRule::factor`] is [`rule_factor`]
+/// to the bit: same checks, same sums in the same order.
+struct CompiledRule {
+    e: f64,
+    op: CmpOp,
+    /// One slot per field of the rule (`Rule::fields`).
+    slots: Vec<Slot>,
+    /// `(coef, index into slots or None for a constant)` per term, in the rule's order.
+    lhs: Vec<(f64, Option<usize>)>,
+    rhs: Vec<(f64, Option<usize>)>,
+}
+
+impl CompiledRule {
+    fn new(
+        r: &Rule,
+        index: &HashMap<&str, usize>,
+        fixed: &HashMap<String, Option<i64>>,
+        cfg: &DecideConfig,
+    ) -> Self {
+        let e = match r.kind {
+            RuleKind::Hard => cfg.officer_error_prior,
+            RuleKind::Soft => cfg.soft_rule_error_prior,
+        };
+        let slots = r
+            .fields
+            .iter()
+            .map(|f| match index.get(f.as_str()) {
+                Some(k) => Slot::Var(*k),
+                None => Slot::Fixed(fixed.get(f).copied().flatten()),
+            })
+            .collect();
+        let terms = |x: &crate::template::rules::LinExpr| {
+            x.terms
+                .iter()
+                .map(|t| {
+                    let slot = t
+                        .field
+                        .as_ref()
+                        .and_then(|f| r.fields.iter().position(|g| g == f));
+                    (t.coef, slot)
+                })
+                .collect()
+        };
+        CompiledRule {
+            e,
+            op: r.op,
+            slots,
+            lhs: terms(&r.lhs),
+            rhs: terms(&r.rhs),
+        }
+    }
+
+    /// The rule's likelihood factor when component field `k` takes option `option(k)`.
+    fn factor(&self, option: impl Fn(usize) -> Option<i64>, listed: impl Fn(usize) -> bool) -> f64 {
+        let e = self.e;
+        if self
+            .slots
+            .iter()
+            .any(|s| matches!(s, Slot::Var(k) if !listed(*k)))
+        {
+            return if self.op == CmpOp::Eq {
+                let q = UNLISTED_SATISFIES_EQUALITY;
+                q * (1.0 - e) + (1.0 - q) * e
+            } else {
+                1.0 - e
+            };
+        }
+        let value = |slot: usize| match self.slots.get(slot) {
+            Some(Slot::Var(k)) => option(*k),
+            Some(Slot::Fixed(v)) => *v,
+            None => None,
+        };
+        // `LinExpr::eval`: constants add their coefficient; a field without a value makes the
+        // side unknown, and an unknown rule is not violated.
+        let side = |terms: &[(f64, Option<usize>)]| -> Option<f64> {
+            let mut sum = 0.0;
+            let mut known = true;
+            for (coef, slot) in terms {
+                match slot {
+                    None => sum += coef,
+                    Some(s) => match value(*s) {
+                        Some(v) => sum += coef * v as f64,
+                        None => known = false,
+                    },
+                }
+            }
+            known.then_some(sum)
+        };
+        match (side(&self.lhs), side(&self.rhs)) {
+            (Some(l), Some(r)) if !self.op.holds(l, r) => e,
+            _ => 1.0 - e,
+        }
     }
 }
 
@@ -1065,7 +1172,6 @@ fn exact_posterior(
             |a| o.get(a[0]).map_or(0.0, |x| x.1),
         )?);
     }
-    let mut assign: HashMap<&str, Option<Option<i64>>> = HashMap::new();
     for r in relevant {
         let mut vars: Vec<(usize, usize)> = r
             .fields
@@ -1074,19 +1180,18 @@ fn exact_posterior(
             .collect();
         vars.sort_unstable();
         vars.dedup();
+        let compiled = CompiledRule::new(r, &index, fixed, cfg);
+        // Position in `vars` (the table's assignment) of each component field the rule reads.
+        let mut at = vec![usize::MAX; ids.len()];
+        for (pos, (k, _)) in vars.iter().enumerate() {
+            at[*k] = pos;
+        }
         factors.push(factor::Factor::from_fn(&vars, MAX_FACTOR_ENTRIES, |a| {
-            assign.clear();
-            for ((k, _), i) in vars.iter().zip(a) {
-                assign.insert(ids[*k].as_str(), options[*k][*i].0);
-            }
-            let value = |id: &str| -> Option<i64> {
-                match assign.get(id) {
-                    Some(Some(v)) => *v,
-                    Some(None) => None,
-                    None => fixed.get(id).copied().flatten(),
-                }
-            };
-            rule_factor(r, &assign, &value, cfg)
+            let opt = |k: usize| options[k].get(a.get(at[k]).copied().unwrap_or(0));
+            compiled.factor(
+                |k| opt(k).and_then(|o| o.0).flatten(),
+                |k| opt(k).is_some_and(|o| o.0.is_some()),
+            )
         })?);
     }
     let m = factor::marginals(&cards, &factors, MAX_FACTOR_ENTRIES)?;
@@ -1166,7 +1271,15 @@ fn joint_posterior(
     let mut z = 0.0;
     let mut prior_seen = 0.0;
     let mut popped = 0usize;
-    let mut assign: HashMap<&str, Option<Option<i64>>> = HashMap::with_capacity(n);
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let compiled: Vec<CompiledRule> = relevant
+        .iter()
+        .map(|r| CompiledRule::new(r, &index, fixed, cfg))
+        .collect();
     while let Some(j) = heap.pop() {
         if popped >= cfg.max_joint_assignments || 1.0 - prior_seen < NEGLIGIBLE_REMAINING_PRIOR {
             break;
@@ -1190,20 +1303,10 @@ fn joint_posterior(
         if j.prior <= 0.0 {
             continue;
         }
-        assign.clear();
-        for (k, id) in ids.iter().enumerate() {
-            assign.insert(id.as_str(), options[k][usize::from(j.idx[k])].0);
-        }
-        let value = |id: &str| -> Option<i64> {
-            match assign.get(id) {
-                Some(Some(v)) => *v,
-                Some(None) => None,
-                None => fixed.get(id).copied().flatten(),
-            }
-        };
+        let opt = |k: usize| options[k].get(usize::from(j.idx[k])).and_then(|o| o.0);
         let mut p = j.prior;
-        for r in relevant {
-            p *= rule_factor(r, &assign, &value, cfg);
+        for r in &compiled {
+            p *= r.factor(|k| opt(k).flatten(), |k| opt(k).is_some());
         }
         z += p;
         for (k, i) in j.idx.iter().enumerate() {
@@ -1766,5 +1869,70 @@ mod tests {
         );
         assert_eq!(parse_labels(&[lab("X"), lab("X"), lab("X")]), Some(None));
         assert_eq!(parse_labels(&[lab("1"), lab("_"), lab("5")]), None);
+    }
+
+    /// The compiled factor is `rule_factor` to the bit on every rule of the shipped template,
+    /// with each field in or out of the component, listed, unlisted, blank or fixed.
+    #[test]
+    fn compiled_rules_match_rule_factor() {
+        let t = template();
+        let rules = t.rules();
+        let cfg = DecideConfig::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        let mut compared = 0;
+        for r in &rules {
+            for _ in 0..200 {
+                // Each field: in the component (an option) or fixed (a reading).
+                let mut ids: Vec<String> = Vec::new();
+                let mut opts: Vec<Option<Option<i64>>> = Vec::new();
+                let mut fixed: HashMap<String, Option<i64>> = HashMap::new();
+                let value = |n: u64| {
+                    if n == 0 {
+                        None
+                    } else {
+                        Some((n * 37 % 400) as i64)
+                    }
+                };
+                for f in &r.fields {
+                    if next(2) == 0 {
+                        ids.push(f.clone());
+                        // 0: unlisted, 1: listed blank, else a listed number.
+                        let o = next(6);
+                        opts.push(if o == 0 { None } else { Some(value(o - 1)) });
+                    } else {
+                        fixed.insert(f.clone(), value(next(5)));
+                    }
+                }
+                let index: HashMap<&str, usize> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.as_str(), i))
+                    .collect();
+                let compiled = CompiledRule::new(r, &index, &fixed, &cfg);
+                let got = compiled.factor(|k| opts[k].flatten(), |k| opts[k].is_some());
+                let assign: HashMap<&str, Option<Option<i64>>> = ids
+                    .iter()
+                    .map(|id| id.as_str())
+                    .zip(opts.iter().copied())
+                    .collect();
+                let value = |id: &str| -> Option<i64> {
+                    match assign.get(id) {
+                        Some(Some(v)) => *v,
+                        Some(None) => None,
+                        None => fixed.get(id).copied().flatten(),
+                    }
+                };
+                let want = rule_factor(r, &assign, &value, &cfg);
+                assert_eq!(got.to_bits(), want.to_bits(), "{}: {got} vs {want}", r.id);
+                compared += 1;
+            }
+        }
+        assert!(compared >= 200 * 10, "only {compared} cases");
     }
 }
