@@ -31,14 +31,17 @@ const SUMMARY_WORST_FIELDS: usize = 10;
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// Results of `rekap process` (JSONL); a second file is compared with the first.
-    #[arg(required = true, num_args = 1..=2, value_name = "RESULTS.jsonl")]
+    /// Results of `rekap process` (JSONL); a second file is compared with the first. With
+    /// `--db`: optional, one file of the same photos, scored against the reviewed values.
+    #[arg(required_unless_present = "db", num_args = 0..=2, value_name = "RESULTS.jsonl")]
     pub results: Vec<PathBuf>,
     /// Ground truth: a folder holding `<submission>/truth.json` (as written by `rekap synth`).
     #[arg(long, value_name = "DIR", required_unless_present = "db")]
     pub truth: Option<PathBuf>,
-    /// Reviewer corrections as truth (comes with the review service; not available yet).
-    #[arg(long, value_name = "DB")]
+    /// Reviewer corrections as truth: the review service's data folder or `postgres://` URL.
+    /// Scores the stored machine readings on the fields reviewers checked (and a results file
+    /// of the same photos, if given); `--csv` then writes one row per reviewed field.
+    #[arg(long, value_name = "DB", conflicts_with_all = ["truth", "tune", "report"])]
     pub db: Option<PathBuf>,
     /// Write a self-contained HTML report.
     #[arg(long, value_name = "report.html")]
@@ -339,6 +342,121 @@ fn write_csv(path: &Path, runs: &[RunData]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Format version of `--json` output with `--db`.
+pub const EVAL_REVIEW_SCHEMA: &str = "rekap-eval-review/1";
+
+#[derive(Serialize)]
+struct JsonReview<'a> {
+    schema: &'static str,
+    db: String,
+    metrics: &'a crate::eval::reviewed::ReviewedMetrics,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    results: Option<JsonReviewRun<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonReviewRun<'a> {
+    results: String,
+    problems: &'a [Problem],
+    against_review: &'a crate::eval::reviewed::ResultsAgainstReview,
+}
+
+/// `rekap eval --db DB [RESULTS.jsonl]`: reviewer corrections as truth.
+fn run_db(args: &EvalArgs, db: &Path) -> anyhow::Result<i32> {
+    use crate::eval::reviewed::{results_against_review, reviewed_fields, reviewed_metrics};
+    use crate::store::{DB_FILE, Migrate, Store, is_postgres_url};
+    if args.results.len() > 1 {
+        bail!("with --db give at most one results file (scored against the reviewed values)");
+    }
+    anyhow::ensure!(
+        is_postgres_url(&db.to_string_lossy()) || db.join(DB_FILE).exists(),
+        "no review database in {} (expected {} or a postgres:// URL)",
+        db.display(),
+        DB_FILE
+    );
+    // Check, not Apply: a PostgreSQL database of another schema version is refused rather
+    // than migrated by a measurement (a SQLite folder opens as the server opens it).
+    let store = Store::open_target(db, None, Migrate::Check)
+        .with_context(|| format!("opening {}", db.display()))?;
+    let export = store.export()?;
+    let reviewed = reviewed_fields(&export);
+    let metrics = reviewed_metrics(&export, &reviewed);
+    let run = match args.results.first() {
+        Some(p) => {
+            let rf = read_results(p)?;
+            for pr in &rf.problems {
+                eprintln!("{}: {pr}", p.display());
+            }
+            let reports: Vec<_> = rf.reports.iter().map(|(_, r)| r.clone()).collect();
+            let r = results_against_review(&export, &reviewed, &reports);
+            Some((p.display().to_string(), rf.problems, r))
+        }
+        None => None,
+    };
+    print!(
+        "{}",
+        crate::eval::reviewed::summary(
+            &metrics,
+            run.as_ref().map(|(name, _, r)| (name.as_str(), r))
+        )
+    );
+    if let Some(path) = &args.json {
+        let out = JsonReview {
+            schema: EVAL_REVIEW_SCHEMA,
+            // A URL is described without its password.
+            db: if is_postgres_url(&db.to_string_lossy()) {
+                crate::store::describe_postgres_url(&db.to_string_lossy())
+            } else {
+                db.display().to_string()
+            },
+            metrics: &metrics,
+            results: run.as_ref().map(|(name, problems, r)| JsonReviewRun {
+                results: name.clone(),
+                problems,
+                against_review: r,
+            }),
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&out)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.csv {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?,
+        );
+        writeln!(
+            f,
+            "submission,field,value,provenance,machine_value,machine_confidence,machine_right,flags,reviewed_by,photo_sha256,page"
+        )?;
+        let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        for r in &reviewed {
+            writeln!(
+                f,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                csv_cell(&r.submission),
+                csv_cell(&r.field),
+                opt(r.value),
+                r.provenance,
+                opt(r.machine_value),
+                r.machine_confidence,
+                r.machine_right(),
+                csv_cell(&r.flags.join(" ")),
+                csv_cell(r.reviewed_by.as_deref().unwrap_or("")),
+                r.photo_sha256.as_deref().unwrap_or(""),
+                r.page.map(|p| p.to_string()).unwrap_or_default()
+            )?;
+        }
+        f.flush()?;
+    }
+    if reviewed.is_empty() {
+        eprintln!(
+            "error: no reviewed fields in {}: nothing could be scored",
+            db.display()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
 fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -348,11 +466,8 @@ fn csv_cell(s: &str) -> String {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
-    if args.db.is_some() {
-        bail!(
-            "--db (reviewer corrections as truth) is not available yet: it comes with the review \
-             service. Use --truth DIR with truth.json files for now."
-        );
+    if let Some(db) = &args.db {
+        return run_db(&args, db);
     }
     let Some(truth_dir) = args.truth.clone() else {
         bail!("--truth DIR is required");

@@ -3,7 +3,8 @@
 //!
 //! Submodules: [`stats`] (exact binomial bounds), [`metrics`] (every figure, from per-box and
 //! per-field outcomes), [`tune`] (acceptance threshold for a target silent error bound),
-//! [`crops`] (evidence images for the gallery), [`report_html`] (the self-contained report).
+//! [`crops`] (evidence images for the gallery), [`report_html`] (the self-contained report),
+//! [`reviewed`] (reviewer corrections in the review database as truth, `--db`).
 //!
 //! Invariant: a submission is scored only when its truth exists and both name the same
 //! template; everything that cannot be scored is recorded as a [`Problem`] and the rest is scored.
@@ -11,6 +12,7 @@
 pub mod crops;
 pub mod metrics;
 pub mod report_html;
+pub mod reviewed;
 pub mod stats;
 pub mod tune;
 

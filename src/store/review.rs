@@ -154,6 +154,8 @@ pub struct ExportSubmission {
     pub state: String,
     /// Fields still waiting for review (0 = final).
     pub open_fields: i64,
+    /// sha256 of the submission's photos, in upload order.
+    pub photos: Vec<String>,
     pub fields: BTreeMap<String, ExportField>,
 }
 
@@ -556,6 +558,7 @@ impl Store {
                 }
                 .into(),
                 open_fields: s.open_fields,
+                photos: s.photos.iter().map(|p| p.sha256.clone()).collect(),
                 fields,
             });
         }
