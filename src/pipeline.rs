@@ -278,6 +278,8 @@ impl<M: Model> Pipeline<M> {
             }
         }
         timings.segment_ms = ms(t2);
+        // Every pixel the page needs has been sampled: its buffer serves the next photo.
+        load::recycle(photo);
         let t3 = Instant::now();
         let preds: Result<Vec<Prediction>, _> = self.pool.predict(&tensors);
         timings.recognize_ms = ms(t3);

@@ -560,16 +560,18 @@ fn results_from_another_template_is_a_clear_error() {
 }
 
 #[test]
-fn nothing_scored_exits_non_zero_and_db_is_not_available() {
+fn nothing_scored_exits_non_zero_and_a_missing_review_db_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let (t, _) = write_set(dir.path());
     let r = dir.path().join("bad.jsonl");
     std::fs::write(&r, "{\"schema\": \"rekap-res\n\n").unwrap();
     assert_eq!(run(args(&t, vec![r.clone()])).unwrap(), 1);
+    // `--db` itself is tested in tests/eval_db.rs; a folder without a database is refused.
     let mut a = args(&t, vec![r]);
-    a.db = Some(dir.path().join("review.db"));
+    a.truth = None;
+    a.db = Some(dir.path().join("review"));
     let err = run(a).unwrap_err().to_string();
-    assert!(err.contains("not available yet"), "{err}");
+    assert!(err.contains("no review database"), "{err}");
 }
 
 #[test]
