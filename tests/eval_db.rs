@@ -4,7 +4,7 @@
 mod serve_support;
 mod store_support;
 
-use rekap::store::{ItemKey, ReviewAction, ReviewInput};
+use rekap::store::{ReviewAction, ReviewInput};
 use serde_json::Value;
 use serve_support::*;
 use std::process::Command;
@@ -16,34 +16,17 @@ use store_support::TestDb;
 fn reviewed(db: &TestDb) -> String {
     let sid = setup_store(db.open());
     let mut store = db.open();
-    let user = store
-        .users()
-        .unwrap()
-        .into_iter()
-        .find(|u| u.name == REVIEWER)
-        .unwrap();
     for (field, action, value) in [
         ("dpt.p", ReviewAction::Correct, Some(180)),
         ("b1.l", ReviewAction::Confirm, None),
         ("dpt.lp", ReviewAction::OfficerInconsistency, None),
     ] {
-        let key = ItemKey {
-            submission_id: sid,
-            field: field.into(),
+        let input = ReviewInput {
+            action,
+            value,
+            reason: Some("as on the photo".into()),
         };
-        store.claim(&user, &key, false).unwrap();
-        store
-            .review(
-                &user,
-                &key,
-                &ReviewInput {
-                    action,
-                    value,
-                    reason: Some("as on the photo".into()),
-                },
-                false,
-            )
-            .unwrap();
+        review_as(&mut store, REVIEWER, sid, field, &input);
     }
     store.export().unwrap()[0].photos[0].clone()
 }

@@ -26,30 +26,13 @@ fn verify_cli(db: &TestDb) -> (i32, String) {
 fn reviewed_store(db: &TestDb) -> i64 {
     let sid = setup_store(db.open());
     let mut store = db.open();
-    let user = store
-        .users()
-        .unwrap()
-        .into_iter()
-        .find(|u| u.name == REVIEWER)
-        .unwrap();
     for (field, value) in [("dpt.p", 180), ("b1.l", 1)] {
-        let key = ItemKey {
-            submission_id: sid,
-            field: field.into(),
+        let input = ReviewInput {
+            action: ReviewAction::Correct,
+            value: Some(value),
+            reason: None,
         };
-        store.claim(&user, &key, false).unwrap();
-        store
-            .review(
-                &user,
-                &key,
-                &ReviewInput {
-                    action: ReviewAction::Correct,
-                    value: Some(value),
-                    reason: None,
-                },
-                false,
-            )
-            .unwrap();
+        review_as(&mut store, REVIEWER, sid, field, &input);
     }
     sid
 }

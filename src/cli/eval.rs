@@ -220,16 +220,9 @@ pub fn summary_text(runs: &[(&str, &Metrics)]) -> String {
             );
         }
         let _ = writeln!(s, "flag precision by code:");
-        for r in &f.flag_precision_by_code {
-            let _ = writeln!(
-                s,
-                "  {:<22} {:>6} of {:>6} ({:.1}%)",
-                r.code,
-                r.precision.count,
-                r.precision.total,
-                100.0 * r.precision.rate
-            );
-        }
+        s.push_str(&crate::eval::metrics::flag_rows_text(
+            &f.flag_precision_by_code,
+        ));
         let o = &m.officer_errors;
         for (k, r) in &o.by_kind {
             let _ = writeln!(s, "officer errors {k}: {} of {} flagged", r.count, r.total);

@@ -728,6 +728,22 @@ fn officer_metrics(rows: Vec<OfficerErrorRow>, not_checkable: u64) -> OfficerMet
     }
 }
 
+/// One line per flag code, `  code  count of total (rate%)`, as the terminal summaries print
+/// flag precision.
+pub fn flag_rows_text(rows: &[FlagCodeRow]) -> String {
+    rows.iter()
+        .map(|r| {
+            format!(
+                "  {:<22} {:>6} of {:>6} ({:.1}%)\n",
+                r.code,
+                r.precision.count,
+                r.precision.total,
+                100.0 * r.precision.rate
+            )
+        })
+        .collect()
+}
+
 /// Expected calibration error and reliability bins of field confidence vs correctness, over
 /// fields that were read.
 pub fn calibration(points: &[(f64, bool)]) -> (f64, Vec<CalibrationBin>) {

@@ -256,16 +256,7 @@ pub fn summary(m: &ReviewedMetrics, run: Option<(&str, &ResultsAgainstReview)>) 
             s,
             "flag precision on reviewed fields (machine misread / flagged):"
         );
-        for r in &m.flag_precision {
-            let _ = writeln!(
-                s,
-                "  {:24} {:6} of {:6} ({:.1}%)",
-                r.code,
-                r.precision.count,
-                r.precision.total,
-                pct(r.precision.rate)
-            );
-        }
+        s.push_str(&crate::eval::metrics::flag_rows_text(&m.flag_precision));
     }
     let _ = writeln!(
         s,

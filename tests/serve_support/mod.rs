@@ -4,7 +4,7 @@
 
 use rekap::pipeline::SubmissionReport;
 use rekap::serve::{AppState, ServeConfig};
-use rekap::store::{Role, Store};
+use rekap::store::{ItemKey, ReviewInput, Role, Store};
 use rekap::template::{DEFAULT_TEMPLATE_PATH, Template};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -227,4 +227,20 @@ pub fn http_login(addr: std::net::SocketAddr, name: &str) -> (String, String) {
     let cookie = r.header("set-cookie").unwrap();
     let pair = cookie.split(';').next().unwrap().to_string();
     (pair, r.json()["csrf"].as_str().unwrap().to_string())
+}
+
+/// Claim and review one field of submission `sid` as the account `user` (single entry).
+pub fn review_as(store: &mut Store, user: &str, sid: i64, field: &str, input: &ReviewInput) {
+    let user = store
+        .users()
+        .unwrap()
+        .into_iter()
+        .find(|u| u.name == user)
+        .unwrap();
+    let key = ItemKey {
+        submission_id: sid,
+        field: field.into(),
+    };
+    store.claim(&user, &key, false).unwrap();
+    store.review(&user, &key, input, false).unwrap();
 }
