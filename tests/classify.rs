@@ -374,3 +374,104 @@ fn crops_true_geometry_score_counts_every_box() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("blank recall"), "{stdout}");
 }
+
+/// `rekap crops --db`: the boxes of a reviewed field, cut from the stored photo as the pipeline
+/// cuts them and labelled with the reviewer's value (digits right-aligned; a leading box takes
+/// the machine's X or blank). Fields nobody reviewed give no crops.
+#[test]
+fn crops_from_reviewed_fields_carry_the_reviewers_digits() {
+    use rekap::store::{ItemKey, ReviewAction, ReviewInput, Role, Store};
+    if skip_ort() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store");
+    let sub = root.join("testdata/synth/s0001");
+    let out = rekap(&[
+        "process",
+        sub.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        dir.path().join("r.jsonl").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sub.join("truth.json")).unwrap()).unwrap();
+    let mut store = Store::open(&db).unwrap();
+    let uid = store
+        .add_user("rita", Role::Reviewer, "correct horse battery")
+        .unwrap();
+    let user = store
+        .users()
+        .unwrap()
+        .into_iter()
+        .find(|u| u.id == uid)
+        .unwrap();
+    let sid = store.submissions().unwrap()[0].id;
+    let report = store.report(sid).unwrap().unwrap();
+    // A flagged three-box field whose truth has three digits: every box gets a digit label.
+    let (field, value) = report
+        .fields
+        .iter()
+        .filter(|(_, f)| f.status == rekap::decide::FieldStatus::Flagged && f.boxes.len() == 3)
+        .find_map(|(id, _)| {
+            let v = truth["fields"][id]["value"].as_i64()?;
+            (v >= 100).then(|| (id.clone(), v))
+        })
+        .expect("a flagged three-digit field in s0001");
+    let key = ItemKey {
+        submission_id: sid,
+        field: field.clone(),
+    };
+    store.claim(&user, &key, false).unwrap();
+    let input = ReviewInput {
+        action: ReviewAction::Correct,
+        value: Some(value),
+        reason: None,
+    };
+    store.review(&user, &key, &input, false).unwrap();
+    drop(store);
+    let prefix = dir.path().join("rev");
+    let out = rekap(&[
+        "crops",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        prefix.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = std::fs::read_to_string(format!("{}-meta.jsonl", prefix.display())).unwrap();
+    let rows: Vec<serde_json::Value> = meta
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{meta}");
+    let digits: Vec<String> = value.to_string().chars().map(String::from).collect();
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["field"], field.as_str());
+        assert_eq!(r["box"], i);
+        assert_eq!(r["label"], digits[i].as_str(), "{r}");
+        assert_eq!(r["label_source"], "reviewer");
+    }
+    // The IDX labels say the same.
+    let mut labels = Vec::new();
+    use std::io::Read as _;
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(format!("{}-labels-idx1-ubyte.gz", prefix.display())).unwrap(),
+    )
+    .read_to_end(&mut labels)
+    .unwrap();
+    let want: Vec<u8> = digits.iter().map(|d| d.parse().unwrap()).collect();
+    assert_eq!(&labels[8..], want.as_slice());
+}

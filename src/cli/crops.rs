@@ -8,6 +8,11 @@
 //! crops (from sets written with MNIST's train digits) and to measure X/blank recall on crops
 //! cut from synthetic photos.
 //!
+//! `--db DB` cuts from the review service's stored photos instead: the boxes of every field a
+//! reviewer checked, labelled with the reviewer's value ([`review_labels`]), with the photo's
+//! sha256, page, field, box and label source in the meta lines: training data from reviewed
+//! real photos (`train.py --extra PREFIX`).
+//!
 //! `--true-geometry` cuts the boxes through the truth's homography instead (no alignment, no
 //! snapping): the reading alone, without alignment errors. `--score` reads every crop with the
 //! model and prints (and writes as `PREFIX-score.json`) accuracy and per-class recall, for all
@@ -29,8 +34,16 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Debug)]
 pub struct CropsArgs {
     /// A `rekap synth` output folder (submission folders with truth.json).
-    #[arg(long)]
-    pub truth: PathBuf,
+    #[arg(long, required_unless_present = "db")]
+    pub truth: Option<PathBuf>,
+    /// Instead of a synth set: the review service's data folder or `postgres://` URL. Cuts the
+    /// boxes of the fields reviewers checked, labelled with what the reviewer recorded (see
+    /// `review_labels`), for training on reviewed real photos.
+    #[arg(long, value_name = "DB", conflicts_with_all = ["truth", "true_geometry"])]
+    pub db: Option<PathBuf>,
+    /// With a PostgreSQL `--db`: the shared photo folder.
+    #[arg(long, value_name = "DIR", requires = "db")]
+    pub photos: Option<PathBuf>,
     /// Output prefix, e.g. `training/data/pipeline-crops`.
     #[arg(long)]
     pub out: PathBuf,
@@ -97,6 +110,54 @@ enum Geometry {
     True,
 }
 
+/// rekap's own fit and snaps of a photo expected to show page `page`, as `rekap process` cuts
+/// it; the page's outcome when it cannot be cut.
+fn pipeline_geometry(
+    gray: &image::GrayImage,
+    template: &Template,
+    page: u32,
+    page_fields: &[&Field],
+) -> Result<
+    (
+        Homography,
+        f64,
+        std::collections::HashMap<String, snap::Snap>,
+    ),
+    PageOutcome,
+> {
+    let al = align::align_page(gray, template).map_err(|_| PageOutcome::NotFound)?;
+    let h = al.h().ok_or(PageOutcome::NotFound)?;
+    if al.page != page {
+        return Err(PageOutcome::NotFound);
+    }
+    if !al.good {
+        return Err(PageOutcome::PoorFit);
+    }
+    let offsets = snap::snap_fields(gray, &h, page_fields);
+    Ok((h, al.px_per_mm, offsets))
+}
+
+/// The fields of `page_fields` that have digit boxes, with their snap offsets.
+fn boxed_fields<'t>(
+    page_fields: &[&'t Field],
+    offsets: &std::collections::HashMap<String, snap::Snap>,
+) -> Vec<(&'t Field, f64, f64)> {
+    page_fields
+        .iter()
+        .filter(|f| f.kind.has_digit_boxes())
+        .map(|f| {
+            let s = offsets.get(&f.id).copied().unwrap_or_default();
+            (*f, s.dx_mm, s.dy_mm)
+        })
+        .collect()
+}
+
+fn tensor_u8(t: &normalize::DigitTensor) -> Vec<u8> {
+    t.iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
 fn page_samples(
     template: &Template,
     truth: &Truth,
@@ -112,22 +173,11 @@ fn page_samples(
     };
     let page_fields: Vec<&Field> = template.fields_on_page(pt.page).collect();
     let (h, px_per_mm, offsets) = match geometry {
-        Geometry::Pipeline => {
-            let Ok(al) = align::align_page(&photo.gray, template) else {
-                return (Vec::new(), PageOutcome::NotFound);
-            };
-            let Some(h) = al.h() else {
-                return (Vec::new(), PageOutcome::NotFound);
-            };
-            if al.page != pt.page {
-                return (Vec::new(), PageOutcome::NotFound);
-            }
-            if !al.good {
-                return (Vec::new(), PageOutcome::PoorFit);
-            }
-            let offsets = snap::snap_fields(&photo.gray, &h, &page_fields);
-            (h, al.px_per_mm, offsets)
-        }
+        Geometry::Pipeline => match pipeline_geometry(&photo.gray, template, pt.page, &page_fields)
+        {
+            Ok(g) => g,
+            Err(outcome) => return (Vec::new(), outcome),
+        },
         Geometry::True => {
             let Some(h) = Homography::from_array(pt.homography) else {
                 return (Vec::new(), PageOutcome::NotFound);
@@ -143,14 +193,7 @@ fn page_samples(
     let mut out = Vec::new();
     // Every field with boxes is cut (the page's texture is measured over all of them, as the
     // pipeline does); only those with truth are written.
-    let fields: Vec<(&Field, f64, f64)> = page_fields
-        .iter()
-        .filter(|f| f.kind.has_digit_boxes())
-        .map(|f| {
-            let s = offsets.get(&f.id).copied().unwrap_or_default();
-            (*f, s.dx_mm, s.dy_mm)
-        })
-        .collect();
+    let fields = boxed_fields(&page_fields, &offsets);
     let page = segment::cut_page(&photo.gray, &h, &fields);
     for ((f, _, _), crops) in fields.iter().zip(&page.fields) {
         let Some(FieldTruth::Number { boxes, .. }) = truth.fields.get(&f.id) else {
@@ -162,10 +205,7 @@ fn page_samples(
             };
             let t = normalize::normalize(&c.ink);
             out.push(Sample {
-                tensor: t
-                    .iter()
-                    .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-                    .collect(),
+                tensor: tensor_u8(&t),
                 label,
                 read: None,
                 hard: !pt.conditions.hard.is_empty(),
@@ -189,10 +229,16 @@ fn page_samples(
     (out, PageOutcome::Cut)
 }
 
-pub fn run(args: CropsArgs) -> anyhow::Result<()> {
-    let template = Template::load(&super::process::project_file(&args.template))?;
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&args.truth)
-        .with_context(|| format!("reading {}", args.truth.display()))?
+/// Crops of every page of the synth set `dir`, with their truth labels; scored on the way when
+/// `pool` is given. Returns the samples, the pages' outcomes and the number of submissions.
+fn truth_samples(
+    args: &CropsArgs,
+    dir: &Path,
+    template: &Template,
+    pool: Option<&ModelPool<OrtModel>>,
+) -> anyhow::Result<(Vec<Sample>, Outcomes, usize)> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("truth.json").exists())
         .collect();
@@ -220,6 +266,174 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
     } else {
         Geometry::Pipeline
     };
+    let bar = indicatif::ProgressBar::new(jobs.len() as u64);
+    let pages: Vec<anyhow::Result<(Vec<Sample>, PageOutcome)>> = jobs
+        .par_iter()
+        .map(|&(i, p)| {
+            let (d, t) = &truths[i];
+            let (mut s, outcome) = page_samples(template, t, d, p, args.gray.is_some(), geometry);
+            if let Some(pool) = pool {
+                score_samples(pool, &mut s)?;
+            }
+            bar.inc(1);
+            Ok((s, outcome))
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut samples = Vec::new();
+    let mut outcomes = Outcomes::new();
+    for p in pages {
+        let (s, outcome) = p?;
+        samples.extend(s);
+        *outcomes.entry(format!("{outcome:?}")).or_default() += 1;
+    }
+    Ok((samples, outcomes, truths.len()))
+}
+
+/// Pages by outcome (`Cut`, `NotFound`, ...).
+type Outcomes = std::collections::BTreeMap<String, usize>;
+
+/// Class labels of a reviewed field's boxes, right-aligned from the reviewer's value: each
+/// digit box gets the reviewer's digit; a leading box without a digit takes the machine's
+/// reading when that was `X` or blank (the value cannot tell them apart, and the reviewer's
+/// value says no digit is there), and is skipped (`None`) when the machine read a digit there
+/// (a written leading zero, or a misread). A value with more digits than the field has boxes
+/// labels nothing. The second element says where the label comes from.
+pub fn review_labels(value: Option<i64>, read: &[Label]) -> Vec<Option<(Label, &'static str)>> {
+    let n = read.len();
+    let digits: Vec<u8> = match value {
+        Some(v) if v >= 0 => v.to_string().bytes().map(|b| b - b'0').collect(),
+        Some(_) => return vec![None; n],
+        None => Vec::new(),
+    };
+    if digits.len() > n {
+        return vec![None; n];
+    }
+    let lead = n - digits.len();
+    (0..n)
+        .map(|i| {
+            if i >= lead {
+                Some((Label::Digit(digits[i - lead]), "reviewer"))
+            } else {
+                match read[i] {
+                    Label::X => Some((Label::X, "machine_x_or_blank")),
+                    Label::Blank => Some((Label::Blank, "machine_x_or_blank")),
+                    Label::Digit(_) => None,
+                }
+            }
+        })
+        .collect()
+}
+
+/// Crops of the boxes of every reviewed field in the review database, cut from the stored
+/// photos as `rekap process` cuts them and labelled by [`review_labels`].
+fn review_samples(
+    db: &Path,
+    photos: Option<&Path>,
+    template: &Template,
+    keep_gray: bool,
+) -> anyhow::Result<(Vec<Sample>, Outcomes, usize)> {
+    use crate::eval::reviewed::reviewed_fields;
+    use crate::store::{DB_FILE, Migrate, Store, is_postgres_url};
+    anyhow::ensure!(
+        is_postgres_url(&db.to_string_lossy()) || db.join(DB_FILE).exists(),
+        "no review database in {} (expected {} or a postgres:// URL)",
+        db.display(),
+        DB_FILE
+    );
+    let store = Store::open_target(db, photos, Migrate::Check)
+        .with_context(|| format!("opening {}", db.display()))?;
+    let export = store.export()?;
+    let reviewed = reviewed_fields(&export);
+    let mut samples = Vec::new();
+    let mut outcomes = Outcomes::new();
+    let mut submissions = 0;
+    for s in &export {
+        let mine: Vec<_> = reviewed
+            .iter()
+            .filter(|f| f.submission == s.submission)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let Some(report) = store.report(s.id)? else {
+            continue;
+        };
+        submissions += 1;
+        // The photo and page each reviewed field was read from.
+        let mut pages: std::collections::BTreeMap<(String, u32), Vec<_>> = Default::default();
+        for f in mine {
+            if let (Some(sha), Some(page)) = (&f.photo_sha256, f.page) {
+                pages.entry((sha.clone(), page)).or_default().push(f);
+            }
+        }
+        for ((sha, page), fields) in pages {
+            let photo = match store.get_blob(&sha)? {
+                Some((bytes, _)) => load::decode_photo(&bytes, &sha).ok(),
+                None => None,
+            };
+            let Some(photo) = photo else {
+                *outcomes.entry("Unreadable".into()).or_default() += 1;
+                continue;
+            };
+            let page_fields: Vec<&Field> = template.fields_on_page(page).collect();
+            let (h, px_per_mm, offsets) =
+                match pipeline_geometry(&photo.gray, template, page, &page_fields) {
+                    Ok(g) => g,
+                    Err(outcome) => {
+                        *outcomes.entry(format!("{outcome:?}")).or_default() += 1;
+                        continue;
+                    }
+                };
+            *outcomes.entry("Cut".into()).or_default() += 1;
+            let cut_fields = boxed_fields(&page_fields, &offsets);
+            let crops = segment::cut_page(&photo.gray, &h, &cut_fields);
+            for ((tf, _, _), boxes) in cut_fields.iter().zip(&crops.fields) {
+                let Some(rf) = fields.iter().find(|f| f.field == tf.id) else {
+                    continue;
+                };
+                let read: Vec<Label> = report
+                    .fields
+                    .get(&tf.id)
+                    .map(|r| r.boxes.iter().map(|b| b.label).collect())
+                    .unwrap_or_default();
+                if read.len() != boxes.len() {
+                    continue;
+                }
+                for (i, (c, lab)) in boxes.iter().zip(review_labels(rf.value, &read)).enumerate() {
+                    let Some((label, source)) = lab else {
+                        continue;
+                    };
+                    let t = normalize::normalize(&c.ink);
+                    samples.push(Sample {
+                        tensor: tensor_u8(&t),
+                        label: label.index() as u8,
+                        read: None,
+                        hard: false,
+                        gray: keep_gray.then(|| c.gray.clone()),
+                        meta: serde_json::json!({
+                            "submission": s.submission,
+                            "photo_sha256": sha,
+                            "page": page,
+                            "field": tf.id,
+                            "box": i,
+                            "label": label.to_string(),
+                            "label_source": source,
+                            "provenance": rf.provenance,
+                            "reviewed_by": rf.reviewed_by,
+                            "machine_read": read[i].to_string(),
+                            "px_per_mm": px_per_mm,
+                        }),
+                    });
+                }
+            }
+        }
+    }
+    Ok((samples, outcomes, submissions))
+}
+
+pub fn run(args: CropsArgs) -> anyhow::Result<()> {
+    let template = Template::load(&super::process::project_file(&args.template))?;
     // The model is loaded before any photo is read: a bad model stops everything.
     let pool = if args.score {
         Some(
@@ -232,27 +446,18 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-    let pages: Vec<anyhow::Result<(Vec<Sample>, PageOutcome)>> = jobs
-        .par_iter()
-        .map(|&(i, p)| {
-            let (d, t) = &truths[i];
-            let (mut s, outcome) = page_samples(&template, t, d, p, args.gray.is_some(), geometry);
+    let (samples, outcomes, submissions) = match (&args.db, &args.truth) {
+        (Some(db), _) => {
+            let (mut samples, outcomes, n) =
+                review_samples(db, args.photos.as_deref(), &template, args.gray.is_some())?;
             if let Some(pool) = &pool {
-                score_samples(pool, &mut s)?;
+                score_samples(pool, &mut samples)?;
             }
-            bar.inc(1);
-            Ok((s, outcome))
-        })
-        .collect();
-    bar.finish_and_clear();
-    let mut samples = Vec::new();
-    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
-    for p in pages {
-        let (s, outcome) = p?;
-        samples.extend(s);
-        *outcomes.entry(format!("{outcome:?}")).or_default() += 1;
-    }
+            (samples, outcomes, n)
+        }
+        (None, Some(dir)) => truth_samples(&args, dir, &template, pool.as_ref())?,
+        (None, None) => anyhow::bail!("give --truth DIR (a synth set) or --db (reviewed photos)"),
+    };
     eprintln!("pages: {outcomes:?} (PoorFit: the fit failed its checks; such pages are not cut)");
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent).ok();
@@ -295,9 +500,7 @@ pub fn run(args: CropsArgs) -> anyhow::Result<()> {
     meta.flush()?;
     eprintln!(
         "{} crops from {} submissions; per class 0-9,X,blank: {:?}",
-        n,
-        truths.len(),
-        counts
+        n, submissions, counts
     );
     if args.score {
         let all = Score::of(samples.iter());
@@ -405,5 +608,42 @@ impl Score {
                 }))))
                 .collect::<serde_json::Map<_, _>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reviewer_digits_are_right_aligned_and_leading_boxes_keep_x_or_blank() {
+        let (x, b, d) = (Label::X, Label::Blank, Label::Digit);
+        let got = review_labels(Some(52), &[x, d(5), d(3)]);
+        assert_eq!(
+            got,
+            vec![
+                Some((x, "machine_x_or_blank")),
+                Some((d(5), "reviewer")),
+                Some((d(2), "reviewer")),
+            ]
+        );
+        // A leading box the machine read as a digit (a written 0, or a misread) is skipped.
+        assert_eq!(review_labels(Some(7), &[d(0), b, d(1)])[0], None);
+        assert_eq!(
+            review_labels(Some(7), &[d(0), b, d(1)])[1],
+            Some((b, "machine_x_or_blank"))
+        );
+        // No value: every box blank or X as read; more digits than boxes: nothing.
+        assert_eq!(
+            review_labels(None, &[b, x]),
+            vec![
+                Some((b, "machine_x_or_blank")),
+                Some((x, "machine_x_or_blank"))
+            ]
+        );
+        assert_eq!(
+            review_labels(Some(1234), &[d(1), d(2), d(3)]),
+            vec![None; 3]
+        );
     }
 }
