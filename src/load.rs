@@ -52,6 +52,9 @@ pub struct Photo {
 /// Pixel buffers kept per thread for the next photo (see [`recycle`]): one is enough, a worker
 /// thread reads one photo at a time.
 const MAX_SPARE_BUFFERS: usize = 1;
+/// Largest buffer kept for reuse (a 16 MP greyscale photo): one odd 100 MP photo must not pin
+/// 100 MB in every worker thread for the rest of the batch.
+const MAX_RECYCLED_BYTES: usize = 16_000_000;
 
 thread_local! {
     /// Pixel buffers of photos this thread has finished with.
@@ -67,6 +70,7 @@ pub fn recycle(photo: Photo) {
     SPARE.with(|s| {
         if let Ok(mut s) = s.try_borrow_mut()
             && s.len() < MAX_SPARE_BUFFERS
+            && buf.capacity() <= MAX_RECYCLED_BYTES
         {
             s.push(buf);
         }
@@ -336,5 +340,14 @@ mod tests {
             recycle(dirty);
         }
         assert!(SPARE.with(|s| s.borrow().len()) <= MAX_SPARE_BUFFERS);
+        // A buffer over the limit is not kept.
+        SPARE.with(|s| s.borrow_mut().clear());
+        recycle(Photo {
+            gray: GrayImage::new(4000, 4001),
+            sha256: String::new(),
+            bytes: 0,
+            exif_orientation: 1,
+        });
+        assert_eq!(SPARE.with(|s| s.borrow().len()), 0);
     }
 }
