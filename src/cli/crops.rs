@@ -334,15 +334,7 @@ fn review_samples(
     keep_gray: bool,
 ) -> anyhow::Result<(Vec<Sample>, Outcomes, usize)> {
     use crate::eval::reviewed::reviewed_fields;
-    use crate::store::{DB_FILE, Migrate, Store, is_postgres_url};
-    anyhow::ensure!(
-        is_postgres_url(&db.to_string_lossy()) || db.join(DB_FILE).exists(),
-        "no review database in {} (expected {} or a postgres:// URL)",
-        db.display(),
-        DB_FILE
-    );
-    let store = Store::open_target(db, photos, Migrate::Check)
-        .with_context(|| format!("opening {}", db.display()))?;
+    let store = super::open_review_db(db, photos)?;
     let export = store.export()?;
     let reviewed = reviewed_fields(&export);
     let mut samples = Vec::new();

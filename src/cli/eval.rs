@@ -357,20 +357,11 @@ struct JsonReviewRun<'a> {
 /// `rekap eval --db DB [RESULTS.jsonl]`: reviewer corrections as truth.
 fn run_db(args: &EvalArgs, db: &Path) -> anyhow::Result<i32> {
     use crate::eval::reviewed::{results_against_review, reviewed_fields, reviewed_metrics};
-    use crate::store::{DB_FILE, Migrate, Store, is_postgres_url};
+    use crate::store::is_postgres_url;
     if args.results.len() > 1 {
         bail!("with --db give at most one results file (scored against the reviewed values)");
     }
-    anyhow::ensure!(
-        is_postgres_url(&db.to_string_lossy()) || db.join(DB_FILE).exists(),
-        "no review database in {} (expected {} or a postgres:// URL)",
-        db.display(),
-        DB_FILE
-    );
-    // Check, not Apply: a PostgreSQL database of another schema version is refused rather
-    // than migrated by a measurement (a SQLite folder opens as the server opens it).
-    let store = Store::open_target(db, None, Migrate::Check)
-        .with_context(|| format!("opening {}", db.display()))?;
+    let store = super::open_review_db(db, None)?;
     let export = store.export()?;
     let reviewed = reviewed_fields(&export);
     let metrics = reviewed_metrics(&export, &reviewed);
