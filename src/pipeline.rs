@@ -9,7 +9,7 @@ use crate::decide::{
 use crate::load;
 use crate::recognize::{Model, ModelPool, Prediction};
 use crate::segment::{self, normalize};
-use crate::template::{Field, FieldKind, Template};
+use crate::template::{FieldKind, Template};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -200,14 +200,7 @@ impl<M: Model> Pipeline<M> {
         let mut pending: Vec<(String, usize, usize, bool, Vec<usize>, FieldSource)> = Vec::new();
         let mut bubbles: HashMap<String, Vec<decide::BubbleColumn>> = HashMap::new();
         let mut tallies: HashMap<String, decide::TallyRange> = HashMap::new();
-        let digit_fields: Vec<(&Field, f64, f64)> = page_fields
-            .iter()
-            .filter(|f| f.kind.has_digit_boxes())
-            .map(|f| {
-                let s = offset_of(&f.id);
-                (*f, s.dx_mm, s.dy_mm)
-            })
-            .collect();
+        let digit_fields = segment::snapped_digit_fields(&page_fields, &offsets);
         let page_crops = segment::cut_page(gray, &h, &digit_fields);
         let stroke_contrast = segment::tally_stroke_contrast(&page_crops);
         if page_crops.descreened {

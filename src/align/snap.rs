@@ -242,10 +242,10 @@ pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], lin
     let first = boxes[0];
     let scale = h.local_scale([first[0] + first[2] / 2.0, first[1] + first[3] / 2.0]);
     let sharp = scale >= COARSE_SUBSET_MIN_PX_PER_MM;
-    let (xs_coarse, ys_coarse) = if sharp {
-        (coarse_subset(&xs), coarse_subset(&ys))
-    } else {
-        (xs.clone(), ys.clone())
+    let thinned = sharp.then(|| (coarse_subset(&xs), coarse_subset(&ys)));
+    let (xs_coarse, ys_coarse): (&[[f64; 2]], &[[f64; 2]]) = match &thinned {
+        Some((x, y)) => (x, y),
+        None => (&xs, &ys),
     };
     let sampler = Sampler::new(gray);
     let mut buf = Scratch::default();
@@ -253,7 +253,7 @@ pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], lin
         &sampler,
         h,
         &xs,
-        Start::Coarse(&xs_coarse),
+        Start::Coarse(xs_coarse),
         Axis::X,
         0.0,
         line_mm,
@@ -263,7 +263,7 @@ pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], lin
         &sampler,
         h,
         &ys,
-        Start::Coarse(&ys_coarse),
+        Start::Coarse(ys_coarse),
         Axis::Y,
         first_x.0,
         line_mm,
@@ -282,7 +282,7 @@ pub fn snap_boxes(gray: &image::GrayImage, h: &Homography, boxes: &[RectMm], lin
             if sharp {
                 Start::Near(first_x.0)
             } else {
-                Start::Coarse(&xs_coarse)
+                Start::Coarse(xs_coarse)
             },
             Axis::X,
             dy,

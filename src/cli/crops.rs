@@ -137,21 +137,6 @@ fn pipeline_geometry(
     Ok((h, al.px_per_mm, offsets))
 }
 
-/// The fields of `page_fields` that have digit boxes, with their snap offsets.
-fn boxed_fields<'t>(
-    page_fields: &[&'t Field],
-    offsets: &std::collections::HashMap<String, snap::Snap>,
-) -> Vec<(&'t Field, f64, f64)> {
-    page_fields
-        .iter()
-        .filter(|f| f.kind.has_digit_boxes())
-        .map(|f| {
-            let s = offsets.get(&f.id).copied().unwrap_or_default();
-            (*f, s.dx_mm, s.dy_mm)
-        })
-        .collect()
-}
-
 fn tensor_u8(t: &normalize::DigitTensor) -> Vec<u8> {
     t.iter()
         .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
@@ -193,7 +178,7 @@ fn page_samples(
     let mut out = Vec::new();
     // Every field with boxes is cut (the page's texture is measured over all of them, as the
     // pipeline does); only those with truth are written.
-    let fields = boxed_fields(&page_fields, &offsets);
+    let fields = segment::snapped_digit_fields(&page_fields, &offsets);
     let page = segment::cut_page(&photo.gray, &h, &fields);
     for ((f, _, _), crops) in fields.iter().zip(&page.fields) {
         let Some(FieldTruth::Number { boxes, .. }) = truth.fields.get(&f.id) else {
@@ -326,59 +311,106 @@ pub fn review_labels(value: Option<i64>, read: &[Label]) -> Vec<Option<(Label, &
 }
 
 /// Crops of the boxes of every reviewed field in the review database, cut from the stored
-/// photos as `rekap process` cuts them and labelled by [`review_labels`].
+/// photos through the geometry stored with the machine's reading (the page's homography and
+/// each field's snap, as `rekap process` found them: the boxes the reviewer saw) and labelled
+/// by [`review_labels`].
 fn review_samples(
     db: &Path,
     photos: Option<&Path>,
     template: &Template,
     keep_gray: bool,
 ) -> anyhow::Result<(Vec<Sample>, Outcomes, usize)> {
-    use crate::eval::reviewed::reviewed_fields;
+    use crate::eval::reviewed::{ReviewedField, reviewed_fields};
+    use std::collections::{BTreeMap, HashMap};
     let store = super::open_review_db(db, photos)?;
     let export = store.export()?;
     let reviewed = reviewed_fields(&export);
+    let mut by_submission: HashMap<&str, Vec<&ReviewedField>> = HashMap::new();
+    for f in &reviewed {
+        by_submission.entry(&f.submission).or_default().push(f);
+    }
     let mut samples = Vec::new();
     let mut outcomes = Outcomes::new();
     let mut submissions = 0;
     for s in &export {
-        let mine: Vec<_> = reviewed
-            .iter()
-            .filter(|f| f.submission == s.submission)
-            .collect();
-        if mine.is_empty() {
+        let Some(mine) = by_submission.get(s.submission.as_str()) else {
             continue;
-        }
+        };
         let Some(report) = store.report(s.id)? else {
             continue;
         };
         submissions += 1;
         // The photo and page each reviewed field was read from.
-        let mut pages: std::collections::BTreeMap<(String, u32), Vec<_>> = Default::default();
+        let mut pages: BTreeMap<(&str, u32), Vec<&ReviewedField>> = BTreeMap::new();
         for f in mine {
             if let (Some(sha), Some(page)) = (&f.photo_sha256, f.page) {
-                pages.entry((sha.clone(), page)).or_default().push(f);
+                pages.entry((sha.as_str(), page)).or_default().push(f);
             }
         }
         for ((sha, page), fields) in pages {
-            let photo = match store.get_blob(&sha)? {
-                Some((bytes, _)) => load::decode_photo(&bytes, &sha).ok(),
+            let al = report
+                .pages
+                .iter()
+                .find(|p| p.sha256.as_deref() == Some(sha) && p.page == Some(page))
+                .and_then(|p| p.alignment.as_ref());
+            let (h, px_per_mm) = match al {
+                Some(al) if !al.good => {
+                    *outcomes
+                        .entry(format!("{:?}", PageOutcome::PoorFit))
+                        .or_default() += 1;
+                    continue;
+                }
+                Some(al) => match al.h() {
+                    Some(h) => (h, al.px_per_mm),
+                    None => {
+                        *outcomes
+                            .entry(format!("{:?}", PageOutcome::NotFound))
+                            .or_default() += 1;
+                        continue;
+                    }
+                },
+                None => {
+                    *outcomes
+                        .entry(format!("{:?}", PageOutcome::NotFound))
+                        .or_default() += 1;
+                    continue;
+                }
+            };
+            let photo = match store.get_blob(sha)? {
+                Some((bytes, _)) => load::decode_photo(&bytes, sha).ok(),
                 None => None,
             };
             let Some(photo) = photo else {
-                *outcomes.entry("Unreadable".into()).or_default() += 1;
+                *outcomes
+                    .entry(format!("{:?}", PageOutcome::Unreadable))
+                    .or_default() += 1;
                 continue;
             };
-            let page_fields: Vec<&Field> = template.fields_on_page(page).collect();
-            let (h, px_per_mm, offsets) =
-                match pipeline_geometry(&photo.gray, template, page, &page_fields) {
-                    Ok(g) => g,
-                    Err(outcome) => {
-                        *outcomes.entry(format!("{outcome:?}")).or_default() += 1;
-                        continue;
-                    }
-                };
-            *outcomes.entry("Cut".into()).or_default() += 1;
-            let cut_fields = boxed_fields(&page_fields, &offsets);
+            // Every field read from this page, with the snap it was read with (the page's
+            // texture is measured over all of them, as the pipeline does).
+            let offsets: HashMap<String, snap::Snap> = report
+                .fields
+                .iter()
+                .filter_map(|(id, f)| {
+                    let src = f.source.as_ref()?;
+                    (src.sha256 == sha && src.page == page).then(|| {
+                        let snap = snap::Snap {
+                            dx_mm: src.snap_mm[0],
+                            dy_mm: src.snap_mm[1],
+                            ..snap::Snap::default()
+                        };
+                        (id.clone(), snap)
+                    })
+                })
+                .collect();
+            let page_fields: Vec<&Field> = template
+                .fields_on_page(page)
+                .filter(|f| offsets.contains_key(&f.id))
+                .collect();
+            *outcomes
+                .entry(format!("{:?}", PageOutcome::Cut))
+                .or_default() += 1;
+            let cut_fields = segment::snapped_digit_fields(&page_fields, &offsets);
             let crops = segment::cut_page(&photo.gray, &h, &cut_fields);
             for ((tf, _, _), boxes) in cut_fields.iter().zip(&crops.fields) {
                 let Some(rf) = fields.iter().find(|f| f.field == tf.id) else {

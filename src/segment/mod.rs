@@ -235,6 +235,22 @@ pub struct PageCrops {
     pub descreened: bool,
 }
 
+/// The fields of `page_fields` that have digit boxes, each with its snap offset in mm from
+/// `offsets` (none: no offset): the list [`cut_page`] takes.
+pub fn snapped_digit_fields<'t>(
+    page_fields: &[&'t Field],
+    offsets: &std::collections::HashMap<String, crate::align::snap::Snap>,
+) -> Vec<(&'t Field, f64, f64)> {
+    page_fields
+        .iter()
+        .filter(|f| f.kind.has_digit_boxes())
+        .map(|f| {
+            let s = offsets.get(&f.id).copied().unwrap_or_default();
+            (*f, s.dx_mm, s.dy_mm)
+        })
+        .collect()
+}
+
 /// Cut the digit boxes of the page's `fields` (each with its snap offset in mm), measure the
 /// page's fine texture, and when it is a screen photo (texture above [`SCREEN_TEXTURE`]) read
 /// every box's ink from a smoothed crop with a lower paper level. Invariant: a page at or below
