@@ -327,7 +327,7 @@ fn review_samples(
     let reviewed = reviewed_fields(&export);
     let mut by_submission: HashMap<&str, Vec<&ReviewedField>> = HashMap::new();
     for f in &reviewed {
-        by_submission.entry(&f.submission).or_default().push(f);
+        by_submission.entry(f.submission).or_default().push(f);
     }
     let mut samples = Vec::new();
     let mut outcomes = Outcomes::new();
@@ -343,7 +343,7 @@ fn review_samples(
         // The photo and page each reviewed field was read from.
         let mut pages: BTreeMap<(&str, u32), Vec<&ReviewedField>> = BTreeMap::new();
         for f in mine {
-            if let (Some(sha), Some(page)) = (&f.photo_sha256, f.page) {
+            if let (Some(sha), Some(page)) = (&f.read.photo_sha256, f.read.page) {
                 pages.entry((sha.as_str(), page)).or_default().push(f);
             }
         }
@@ -424,7 +424,11 @@ fn review_samples(
                 if read.len() != boxes.len() {
                     continue;
                 }
-                for (i, (c, lab)) in boxes.iter().zip(review_labels(rf.value, &read)).enumerate() {
+                for (i, (c, lab)) in boxes
+                    .iter()
+                    .zip(review_labels(rf.read.value, &read))
+                    .enumerate()
+                {
                     let Some((label, source)) = lab else {
                         continue;
                     };
@@ -443,8 +447,8 @@ fn review_samples(
                             "box": i,
                             "label": label.to_string(),
                             "label_source": source,
-                            "provenance": rf.provenance,
-                            "reviewed_by": rf.reviewed_by,
+                            "provenance": rf.read.provenance,
+                            "reviewed_by": rf.read.reviewed_by,
                             "machine_read": read[i].to_string(),
                             "px_per_mm": px_per_mm,
                         }),

@@ -371,8 +371,7 @@ fn run_db(args: &EvalArgs, db: &Path) -> anyhow::Result<i32> {
             for pr in &rf.problems {
                 eprintln!("{}: {pr}", p.display());
             }
-            let reports: Vec<_> = rf.reports.iter().map(|(_, r)| r.clone()).collect();
-            let r = results_against_review(&export, &reviewed, &reports);
+            let r = results_against_review(&export, &reviewed, rf.reports.iter().map(|(_, r)| r));
             Some((p.display().to_string(), rf.problems, r))
         }
         None => None,
@@ -416,17 +415,17 @@ fn run_db(args: &EvalArgs, db: &Path) -> anyhow::Result<i32> {
             writeln!(
                 f,
                 "{},{},{},{},{},{},{},{},{},{},{}",
-                csv_cell(&r.submission),
-                csv_cell(&r.field),
-                opt(r.value),
-                r.provenance,
-                opt(r.machine_value),
-                r.machine_confidence,
+                csv_cell(r.submission),
+                csv_cell(r.field),
+                opt(r.read.value),
+                r.read.provenance,
+                opt(r.read.machine_value),
+                r.read.machine_confidence,
                 r.machine_right(),
-                csv_cell(&r.flags.join(" ")),
-                csv_cell(r.reviewed_by.as_deref().unwrap_or("")),
-                r.photo_sha256.as_deref().unwrap_or(""),
-                r.page.map(|p| p.to_string()).unwrap_or_default()
+                csv_cell(&r.read.flags.join(" ")),
+                csv_cell(r.read.reviewed_by.as_deref().unwrap_or("")),
+                r.read.photo_sha256.as_deref().unwrap_or(""),
+                r.read.page.map(|p| p.to_string()).unwrap_or_default()
             )?;
         }
         f.flush()?;

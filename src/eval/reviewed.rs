@@ -14,7 +14,7 @@
 
 use crate::eval::metrics::{BoundedRate, CalibrationBin, FlagCodeRow, Rate, calibration};
 use crate::pipeline::SubmissionReport;
-use crate::store::{ExportSubmission, photo_key};
+use crate::store::{ExportField, ExportSubmission, photo_key};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,51 +25,36 @@ pub const REVIEWED_PROVENANCES: [&str; 3] = [
     "officer_inconsistency",
 ];
 
-/// One reviewed field: the machine's reading beside the reviewer's.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReviewedField {
-    pub submission: String,
-    pub field: String,
-    /// What the reviewer recorded as written (`None`: left empty on the paper).
-    pub value: Option<i64>,
-    pub provenance: String,
-    pub machine_value: Option<i64>,
-    pub machine_confidence: f64,
-    pub flags: Vec<String>,
-    pub reviewed_by: Option<String>,
-    pub photo_sha256: Option<String>,
-    pub page: Option<u32>,
+/// One reviewed field of an export: the machine's reading beside the reviewer's (`read.value`
+/// is what the reviewer recorded as written; `None`: left empty on the paper).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReviewedField<'a> {
+    pub submission: &'a str,
+    pub field: &'a str,
+    pub read: &'a ExportField,
 }
 
-impl ReviewedField {
+impl ReviewedField<'_> {
     pub fn machine_right(&self) -> bool {
-        self.machine_value == self.value
+        self.read.machine_value == self.read.value
     }
 }
 
 /// The reviewed fields of every submission in an export, in export order.
-pub fn reviewed_fields(export: &[ExportSubmission]) -> Vec<ReviewedField> {
-    let mut out = Vec::new();
-    for s in export {
-        for (id, f) in &s.fields {
-            if !REVIEWED_PROVENANCES.contains(&f.provenance.as_str()) {
-                continue;
-            }
-            out.push(ReviewedField {
-                submission: s.submission.clone(),
-                field: id.clone(),
-                value: f.value,
-                provenance: f.provenance.clone(),
-                machine_value: f.machine_value,
-                machine_confidence: f.machine_confidence,
-                flags: f.flags.clone(),
-                reviewed_by: f.reviewed_by.clone(),
-                photo_sha256: f.photo_sha256.clone(),
-                page: f.page,
-            });
-        }
-    }
-    out
+pub fn reviewed_fields(export: &[ExportSubmission]) -> Vec<ReviewedField<'_>> {
+    export
+        .iter()
+        .flat_map(|s| {
+            s.fields
+                .iter()
+                .filter(|(_, f)| REVIEWED_PROVENANCES.contains(&f.provenance.as_str()))
+                .map(|(id, f)| ReviewedField {
+                    submission: &s.submission,
+                    field: id,
+                    read: f,
+                })
+        })
+        .collect()
 }
 
 /// How the stored machine readings fare against the reviewers.
@@ -91,7 +76,7 @@ pub struct ReviewedMetrics {
 
 pub fn reviewed_metrics(
     export: &[ExportSubmission],
-    reviewed: &[ReviewedField],
+    reviewed: &[ReviewedField<'_>],
 ) -> ReviewedMetrics {
     let mut by_prov: BTreeMap<String, u64> = BTreeMap::new();
     for s in export {
@@ -103,7 +88,7 @@ pub fn reviewed_metrics(
     let mut codes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for f in reviewed {
         let mut seen: Vec<&str> = Vec::new();
-        for c in &f.flags {
+        for c in &f.read.flags {
             if seen.contains(&c.as_str()) {
                 continue;
             }
@@ -117,7 +102,7 @@ pub fn reviewed_metrics(
     }
     let points: Vec<(f64, bool)> = reviewed
         .iter()
-        .map(|f| (f.machine_confidence, f.machine_right()))
+        .map(|f| (f.read.machine_confidence, f.machine_right()))
         .collect();
     let (ece, bins) = calibration(&points);
     ReviewedMetrics {
@@ -126,7 +111,7 @@ pub fn reviewed_metrics(
         machine_errors: BoundedRate::new(wrong, reviewed.len() as u64),
         officer_inconsistencies: reviewed
             .iter()
-            .filter(|f| f.provenance == "officer_inconsistency")
+            .filter(|f| f.read.provenance == "officer_inconsistency")
             .count() as u64,
         flag_precision: codes
             .into_iter()
@@ -163,10 +148,10 @@ pub struct ResultsAgainstReview {
 
 /// Score `results` (rekap-results JSONL of the same photos) against the reviewed fields, pairing
 /// submissions by the set of their photos' sha256.
-pub fn results_against_review(
+pub fn results_against_review<'r>(
     export: &[ExportSubmission],
-    reviewed: &[ReviewedField],
-    results: &[SubmissionReport],
+    reviewed: &[ReviewedField<'_>],
+    results: impl IntoIterator<Item = &'r SubmissionReport>,
 ) -> ResultsAgainstReview {
     let by_key: HashMap<String, &str> = export
         .iter()
@@ -177,10 +162,10 @@ pub fn results_against_review(
             )
         })
         .collect();
-    let mut truth: HashMap<(&str, &str), &ReviewedField> = HashMap::new();
-    for f in reviewed {
-        truth.insert((f.submission.as_str(), f.field.as_str()), f);
-    }
+    let truth: HashMap<(&str, &str), &ReviewedField> = reviewed
+        .iter()
+        .map(|f| ((f.submission, f.field), f))
+        .collect();
     let (mut matched, mut unmatched) = (0u64, 0u64);
     let (mut n, mut wrong, mut accepted, mut silent, mut fixed, mut broken) = (0, 0, 0, 0, 0, 0);
     for r in results {
@@ -195,7 +180,7 @@ pub fn results_against_review(
                 continue;
             };
             n += 1;
-            let right = f.value == t.value;
+            let right = f.value == t.read.value;
             if !right {
                 wrong += 1;
             }
@@ -348,7 +333,7 @@ mod tests {
     fn only_reviewed_fields_are_truth_and_misreads_are_counted_per_code() {
         let ex = export();
         let rev = reviewed_fields(&ex);
-        let ids: Vec<&str> = rev.iter().map(|f| f.field.as_str()).collect();
+        let ids: Vec<&str> = rev.iter().map(|f| f.field).collect();
         assert_eq!(ids, ["b", "c", "d"]);
         let m = reviewed_metrics(&ex, &rev);
         assert_eq!((m.machine_errors.count, m.machine_errors.total), (1, 3));
