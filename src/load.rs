@@ -240,11 +240,18 @@ fn apply_orientation(gray: GrayImage, orientation: Orientation) -> (GrayImage, u
 mod tests {
     use super::*;
 
-    fn png_bytes(img: &GrayImage) -> Vec<u8> {
+    fn encoded(img: &GrayImage, format: image::ImageFormat) -> Vec<u8> {
         let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-            .unwrap();
+        img.write_to(&mut Cursor::new(&mut out), format).unwrap();
         out
+    }
+
+    fn png_bytes(img: &GrayImage) -> Vec<u8> {
+        encoded(img, image::ImageFormat::Png)
+    }
+
+    fn jpeg_bytes(img: &GrayImage) -> Vec<u8> {
+        encoded(img, image::ImageFormat::Jpeg)
     }
 
     #[test]
@@ -303,13 +310,6 @@ mod tests {
         bytes.truncate(bytes.len() / 3);
         let r = decode_photo(&bytes, "t.jpg");
         assert!(matches!(r, Err(LoadError::Decode { .. })), "{r:?}");
-    }
-
-    fn jpeg_bytes(img: &GrayImage) -> Vec<u8> {
-        let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg)
-            .unwrap();
-        out
     }
 
     /// A recycled buffer gives the same pixels as a fresh one, whether the next photo is

@@ -9,6 +9,8 @@ use rekap::segment::normalize::{DigitTensor, ink_map_from_gray, normalize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod serve_support;
+
 fn skip_ort() -> bool {
     let skip = std::env::var("REKAP_SKIP_ORT").is_ok_and(|v| v == "1");
     if skip {
@@ -380,7 +382,7 @@ fn crops_true_geometry_score_counts_every_box() {
 /// the machine's X or blank). Fields nobody reviewed give no crops.
 #[test]
 fn crops_from_reviewed_fields_carry_the_reviewers_digits() {
-    use rekap::store::{ItemKey, ReviewAction, ReviewInput, Role, Store};
+    use rekap::store::{ReviewAction, ReviewInput, Role, Store};
     if skip_ort() {
         return;
     }
@@ -405,14 +407,12 @@ fn crops_from_reviewed_fields_carry_the_reviewers_digits() {
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(sub.join("truth.json")).unwrap()).unwrap();
     let mut store = Store::open(&db).unwrap();
-    let uid = store
-        .add_user("rita", Role::Reviewer, "correct horse battery")
-        .unwrap();
-    let user = store
-        .users()
-        .unwrap()
-        .into_iter()
-        .find(|u| u.id == uid)
+    store
+        .add_user(
+            serve_support::REVIEWER,
+            Role::Reviewer,
+            serve_support::PASSWORD,
+        )
         .unwrap();
     let sid = store.submissions().unwrap()[0].id;
     let report = store.report(sid).unwrap().unwrap();
@@ -426,17 +426,12 @@ fn crops_from_reviewed_fields_carry_the_reviewers_digits() {
             (v >= 100).then(|| (id.clone(), v))
         })
         .expect("a flagged three-digit field in s0001");
-    let key = ItemKey {
-        submission_id: sid,
-        field: field.clone(),
-    };
-    store.claim(&user, &key, false).unwrap();
     let input = ReviewInput {
         action: ReviewAction::Correct,
         value: Some(value),
         reason: None,
     };
-    store.review(&user, &key, &input, false).unwrap();
+    serve_support::review_as(&mut store, serve_support::REVIEWER, sid, &field, &input);
     drop(store);
     let prefix = dir.path().join("rev");
     let out = rekap(&[
