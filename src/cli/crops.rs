@@ -8,8 +8,9 @@
 //! crops (from sets written with MNIST's train digits) and to measure X/blank recall on crops
 //! cut from synthetic photos.
 //!
-//! `--db DB` cuts from the review service's stored photos instead: the boxes of every field a
-//! reviewer checked, labelled with the reviewer's value ([`review_labels`]), with the photo's
+//! `--db DB` cuts from the review service's stored photos instead, through the homography and
+//! snaps stored with the machine's reading (the boxes the reviewer saw): the boxes of every field
+//! a reviewer checked, labelled with the reviewer's value ([`review_labels`]), with the photo's
 //! sha256, page, field, box and label source in the meta lines: training data from reviewed
 //! real photos (`train.py --extra PREFIX`).
 //!
