@@ -35,6 +35,16 @@ pub fn erase_edge_lines(ink: &mut InkMap) -> usize {
     if h < 3 * EDGE_BAND_PX || w < 3 * EDGE_BAND_PX {
         return 0;
     }
+    if !may_hold_remnant(ink) {
+        return 0;
+    }
+    erase_labelled(ink)
+}
+
+/// [`erase_edge_lines`] after its size check, without the [`may_hold_remnant`] shortcut:
+/// label the marks and erase those that are remnants.
+fn erase_labelled(ink: &mut InkMap) -> usize {
+    let (h, w) = ink.dim();
     let mask = GrayImage::from_fn(w as u32, h as u32, |x, y| {
         Luma([u8::from(ink[[y as usize, x as usize]] >= INK_THRESHOLD)])
     });
@@ -94,6 +104,32 @@ pub fn erase_edge_lines(ink: &mut InkMap) -> usize {
         }
     }
     removed
+}
+
+/// A necessary condition for a remnant, checked before labelling (most crops have clean
+/// edges): a remnant along the left edge is one 8-connected mark inside the band spanning at
+/// least `EDGE_LINE_MIN_SHARE` of the rows, so it puts ink into the band on every row of a run
+/// that long (8-connected steps move at most one row); likewise for the other three edges.
+/// When no edge band has such a run, [`erase_edge_lines`] would find no remnant.
+fn may_hold_remnant(ink: &InkMap) -> bool {
+    let (h, w) = ink.dim();
+    let band = EDGE_BAND_PX;
+    // Longest run of consecutive `true`s.
+    let longest = |hits: &mut dyn Iterator<Item = bool>| {
+        let (mut best, mut run) = (0usize, 0usize);
+        for hit in hits {
+            run = if hit { run + 1 } else { 0 };
+            best = best.max(run);
+        }
+        best
+    };
+    let inked = |y: usize, x: usize| ink[[y, x]] >= INK_THRESHOLD;
+    let reaches = |run: usize, side: usize| run as f64 >= EDGE_LINE_MIN_SHARE * side as f64;
+    let left = longest(&mut (0..h).map(|y| (0..band).any(|x| inked(y, x))));
+    let right = longest(&mut (0..h).map(|y| (w - band..w).any(|x| inked(y, x))));
+    let top = longest(&mut (0..w).map(|x| (0..band).any(|y| inked(y, x))));
+    let bottom = longest(&mut (0..w).map(|x| (h - band..h).any(|y| inked(y, x))));
+    reaches(left.max(right), h) || reaches(top.max(bottom), w)
 }
 
 #[cfg(test)]
@@ -171,6 +207,29 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The shortcut never skips a crop that holds a remnant: wherever labelling finds one,
+        /// the necessary condition holds.
+        #[test]
+        fn shortcut_only_skips_crops_without_remnants(
+            bits in proptest::collection::vec(proptest::bool::weighted(0.15), 30 * 34),
+            line in 0usize..5, from in 0usize..30, len in 0usize..30,
+        ) {
+            let mut ink = InkMap::from_shape_fn((30, 34), |(y, x)| if bits[y * 34 + x] { 1.0 } else { 0.0 });
+            // Often add a separate line along one edge, of random length and position.
+            for k in from..(from + len).min(30) {
+                match line {
+                    0 => ink[[k, 0]] = 1.0,
+                    1 => ink[[k, 33]] = 1.0,
+                    2 => ink[[0, k]] = 1.0,
+                    3 => ink[[29, k]] = 1.0,
+                    _ => {}
+                }
+            }
+            if !may_hold_remnant(&ink) {
+                proptest::prop_assert_eq!(erase_labelled(&mut ink.clone()), 0);
+            }
+        }
+
         #[test]
         fn only_lowers_and_only_in_band(
             seed in proptest::collection::vec(0.0f64..1.0, 30 * 34)
