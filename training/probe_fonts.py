@@ -6,6 +6,14 @@ slant, light degradations (the synth clutter at half rate), normalised with reka
 classified by the ONNX model with the card's temperature.
 
     training/.venv/bin/python training/probe_fonts.py --model models/digits.onnx
+
+`--glob PATTERN` (repeatable) picks the fonts instead of every font of the machine, e.g. the
+handwriting fonts of Debian's fonts-sjfonts, fonts-dkg-handwriting and fonts-breip:
+
+    training/.venv/bin/python training/probe_fonts.py --per-font 30 \
+        --glob '/usr/share/fonts/truetype/sjfonts/*.ttf' \
+        --glob '/usr/share/fonts/truetype/fifthhorseman/*.ttf' \
+        --glob '/usr/share/fonts/truetype/breip/*.ttf'
 """
 
 from __future__ import annotations
@@ -42,16 +50,18 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/digits.onnx")
     ap.add_argument("--per-font", type=int, default=3, help="renderings of each digit per font")
+    ap.add_argument("--glob", action="append", default=[], metavar="PATTERN",
+                    help="font files to probe (repeatable; default: every TrueType/OpenType font)")
     args = ap.parse_args()
     import onnxruntime as ort
 
     card = json.load(open(os.path.splitext(args.model)[0] + ".json"))
     sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-    fonts = sorted({p for g in FONT_GLOBS for p in glob.glob(g, recursive=True)})
+    fonts = sorted({p for g in (args.glob or FONT_GLOBS) for p in glob.glob(g, recursive=True)})
     fonts = [f for f in fonts if "Fallback" not in f and "Symbol" not in os.path.basename(f) and "Dingbat" not in f]
     rng = np.random.default_rng(4)
     syn = DigitBoxSynth(rng, hard=0.5)
-    xs, ys = [], []
+    xs, ys, font_of = [], [], []
     for f in fonts:
         for d in range(10):
             g = render(f, str(d), rng)
@@ -63,6 +73,7 @@ def main() -> int:
                 ink = syn.clutter(ink, None, blank=False)
                 xs.append(normalize(ink))
                 ys.append(d)
+                font_of.append(f)
     x = np.stack(xs)
     y = np.array(ys)
     p = softmax(sess.run(["logits"], {"input": x})[0], card["temperature"])
@@ -72,6 +83,13 @@ def main() -> int:
     for thr in (0.9, 0.99):
         sel = conf >= thr
         print(f"  confidence >= {thr}: {sel.mean():.3f} of crops, accuracy {np.mean(pred[sel] == y[sel]):.4f}")
+    font_of = np.array(font_of)
+    for f in fonts:
+        sel = font_of == f
+        if sel.any():
+            sure_wrong = int(((conf >= 0.99) & (pred != y) & sel).sum())
+            print(f"  {os.path.basename(f):28s} {np.mean(pred[sel] == y[sel]):.3f} of {int(sel.sum())}, "
+                  f"wrong at p >= 0.99: {sure_wrong}")
     for d in range(10):
         sel = y == d
         wrong = np.bincount(pred[sel], minlength=12)
