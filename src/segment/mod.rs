@@ -482,10 +482,15 @@ pub fn read_tally(
         }
     }
     let thr = grid_threshold(&contrast, stroke_contrast);
+    let mut is_marked: Vec<bool> = contrast
+        .iter()
+        .map(|s| s.is_some_and(|s| s > thr))
+        .collect();
+    drop_crease_columns(&mut is_marked, n_cols);
     let mut marked = 0u32;
     let mut rows: Vec<TallyRange> = Vec::with_capacity(n_rows);
-    for row in contrast.chunks(n_cols.max(1)).take(n_rows) {
-        let in_row = row.iter().flatten().filter(|s| **s > thr).count() as u32;
+    for row in is_marked.chunks(n_cols.max(1)).take(n_rows) {
+        let in_row = row.iter().filter(|m| **m).count() as u32;
         marked += in_row;
         rows.push(tally_range(in_row));
     }
@@ -494,6 +499,33 @@ pub fn read_tally(
         rows,
     }
 }
+
+/// Unmark the cells of a column that a straight line crosses rather than strokes: a marked cell
+/// whose left neighbour is unmarked (so not part of its row's run of cells from the left, which
+/// is how a tally is filled, row by row or column by column) is stray, and a column holding
+/// stray cells in [`CREASE_MIN_ROWS`] rows or more is a fold or crease line across the grid
+/// (seed 56: a crease read as one marked cell in each of the five empty rows of a grid, flagging
+/// six correct zeros). Column 0 is never touched: its marks always start a row's run.
+fn drop_crease_columns(marked: &mut [bool], n_cols: usize) {
+    if n_cols < 2 {
+        return;
+    }
+    let stray = |m: &[bool], i: usize| !i.is_multiple_of(n_cols) && m[i] && !m[i - 1];
+    for c in 1..n_cols {
+        let rows: Vec<usize> = (c..marked.len())
+            .step_by(n_cols)
+            .filter(|&i| stray(marked, i))
+            .collect();
+        if rows.len() >= CREASE_MIN_ROWS {
+            for i in rows {
+                marked[i] = false;
+            }
+        }
+    }
+}
+
+/// Stray marked cells in one column, in this many rows or more, are a line across the grid.
+const CREASE_MIN_ROWS: usize = 3;
 
 /// A cell's contrast: its paper level (the value of rank len/5 in descending order) minus its
 /// m-th darkest sample, m = ceil(`TALLY_CELL_INKED` * len). At least `TALLY_CELL_INKED` of the
@@ -663,6 +695,47 @@ label_en = """#,
         // Strokes fainter than the grid's floor are not counted.
         let t = read_tally(&draw_grid(&f, 5, 18.0, 0.0), &h, &f, 0.0, 0.0, 40.0);
         assert_eq!(t.total.cells_marked, 0);
+    }
+
+    #[test]
+    fn a_line_down_one_column_is_not_a_tally() {
+        let grid = |rows: [&str; 5]| -> Vec<bool> {
+            rows.iter()
+                .flat_map(|r| r.bytes().map(|b| b == b'#'))
+                .collect()
+        };
+        // A crease through column 9 of rows 1-3 goes; a lone stray cell (row 0, column 10; row 1,
+        // column 5) and the run from the left in row 0 stay.
+        let mut m = grid([
+            "#########.#.",
+            ".....#...#..",
+            ".........#..",
+            ".........#..",
+            "............",
+        ]);
+        drop_crease_columns(&mut m, 12);
+        assert_eq!(
+            m,
+            grid([
+                "#########.#.",
+                ".....#......",
+                "............",
+                "............",
+                "............",
+            ])
+        );
+        // Two stray cells in a column are left alone (they may be an officer's), and a run from
+        // the left is never stray, however many rows hold it (a tally filled column by column).
+        let keep = grid([
+            "###.....#...",
+            "###.....#...",
+            "###.........",
+            "###.........",
+            "............",
+        ]);
+        let mut m = keep.clone();
+        drop_crease_columns(&mut m, 12);
+        assert_eq!(m, keep);
     }
 
     #[test]
