@@ -96,7 +96,8 @@ pub enum BubbleState {
     Ambiguous,
 }
 
-/// Count range implied by a tally grid: marked cells hold 1..=5 strokes each.
+/// Count range implied by a tally grid: marked cells hold 1..=5 strokes each, and one more cell
+/// holding 1..=4 strokes may have gone unseen (`min` = cells marked, `max` = 5 x cells + 4).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TallyRange {
     pub cells_marked: u32,

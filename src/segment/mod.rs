@@ -402,11 +402,18 @@ pub struct TallyRead {
     pub rows: Vec<TallyRange>,
 }
 
+/// Strokes allowed beyond the marked cells: one cell holding one to four strokes may go unseen.
+/// A single stroke inks about 3 % of its cell, the share a cell needs to count, and blurs below
+/// the bar in a 3 MP photo; on seed 56, 108 of the 128 correct fields flagged by the tally alone
+/// for lying above its range were 1-4 above it (68 of them ending in a 1: the grid's last,
+/// single-stroke cell unseen).
+const UNSEEN_TAIL_STROKES: u32 = STROKES_PER_CELL - 1;
+
 fn tally_range(marked: u32) -> TallyRange {
     TallyRange {
         cells_marked: marked,
         min: marked,
-        max: marked * STROKES_PER_CELL,
+        max: marked * STROKES_PER_CELL + UNSEEN_TAIL_STROKES,
     }
 }
 
@@ -681,7 +688,7 @@ label_en = """#,
         let img = draw_grid(&f, 7, 30.0, 0.0);
         let t = read_tally(&img, &h, &f, 0.0, 0.0, TALLY_STROKE_CONTRAST);
         assert_eq!(t.total.cells_marked, 7);
-        assert_eq!((t.rows[0].min, t.rows[0].max), (7, 35));
+        assert_eq!((t.rows[0].min, t.rows[0].max), (7, 39));
         assert!(t.rows[1..].iter().all(|r| r.cells_marked == 0));
         // Bold strokes in 14 cells: all counted, across two rows.
         let t = read_tally(&draw_grid(&f, 14, 120.0, 0.0), &h, &f, 0.0, 0.0, 40.0);
