@@ -552,12 +552,12 @@ fn cell_contrast(vals: &mut [f64]) -> Option<f64> {
 /// The contrast a cell of this grid must exceed to count as marked: [`GRID_NOISE_FACTOR`] times
 /// the grid's quiet level (the contrast of rank [`GRID_QUIET_RANK`] from the bottom: an empty
 /// cell's unless most of the grid is marked) or [`GRID_STRONG_SHARE`] of its strongest cell,
-/// whichever is more, within [`GRID_MIN_CONTRAST`] and the page's `stroke_contrast` (never
-/// more than the page asks). A grid with bold strokes keeps the page's bar; only one whose
-/// strongest strokes are faint asks less. Thin strokes on a blurred 3 MP page reach only 22-32 grey levels
-/// while its empty cells stay at 2-8, under the page's bar of 40 set by bolder digits (seed 56:
-/// 13 % of marked cells fell under 40, and whole rows of correct totals were flagged against a
-/// range of 0); a grid mostly marked keeps the page's bar.
+/// whichever is more, within [`GRID_MIN_CONTRAST`] and the page's `stroke_contrast` (never more
+/// than the page asks). A grid with bold strokes, or mostly marked, keeps the page's bar; only
+/// one whose strongest strokes are faint asks less. Thin strokes on a blurred 3 MP page reach
+/// only 22-32 grey levels while its empty cells stay at 2-8, under the page's bar of 40 set by
+/// bolder digits (seed 56: 13 % of marked cells fell under 40, and whole rows of correct totals
+/// were flagged against a range of 0).
 fn grid_threshold(contrast: &[Option<f64>], stroke_contrast: f64) -> f64 {
     let mut known: Vec<f64> = contrast.iter().flatten().copied().collect();
     if known.is_empty() {
@@ -638,11 +638,7 @@ mod tests {
     /// A tally grid field of `cols` x `rows` cells of 20 x 16 mm from (10, 10) mm.
     fn grid_field(cols: usize, rows: usize) -> Field {
         let mut f: Field = toml::from_str(
-            r#"id = "t.tally"
-page = 2
-kind = "tally_grid"
-label_id = ""
-label_en = """#,
+            "id = 't.tally'\npage = 2\nkind = 'tally_grid'\nlabel_id = ''\nlabel_en = ''",
         )
         .expect("field");
         f.col_edges_mm = (0..=cols).map(|c| 10.0 + 20.0 * c as f64).collect();
