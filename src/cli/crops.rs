@@ -20,6 +20,7 @@
 //! pages and for the pages without a hard case.
 
 use crate::align::{self, Homography, snap};
+use crate::eval::reviewed::{ReviewedField, reviewed_fields};
 use crate::load;
 use crate::recognize::{DEFAULT_MODEL_CARD, Label, ModelPool, NUM_CLASSES, OrtModel};
 use crate::segment::{self, normalize};
@@ -321,7 +322,6 @@ fn review_samples(
     template: &Template,
     keep_gray: bool,
 ) -> anyhow::Result<(Vec<Sample>, Outcomes, usize)> {
-    use crate::eval::reviewed::{ReviewedField, reviewed_fields};
     use std::collections::{BTreeMap, HashMap};
     let store = super::open_review_db(db, photos)?;
     let export = store.export()?;
@@ -349,116 +349,126 @@ fn review_samples(
             }
         }
         for ((sha, page), fields) in pages {
-            let al = report
-                .pages
-                .iter()
-                .find(|p| p.sha256.as_deref() == Some(sha) && p.page == Some(page))
-                .and_then(|p| p.alignment.as_ref());
-            let (h, px_per_mm) = match al {
-                Some(al) if !al.good => {
-                    *outcomes
-                        .entry(format!("{:?}", PageOutcome::PoorFit))
-                        .or_default() += 1;
-                    continue;
+            let cut = review_page_samples(
+                &store,
+                template,
+                &report,
+                &s.submission,
+                (sha, page),
+                &fields,
+                keep_gray,
+            )?;
+            let outcome = match cut {
+                Ok(mut cut) => {
+                    samples.append(&mut cut);
+                    PageOutcome::Cut
                 }
-                Some(al) => match al.h() {
-                    Some(h) => (h, al.px_per_mm),
-                    None => {
-                        *outcomes
-                            .entry(format!("{:?}", PageOutcome::NotFound))
-                            .or_default() += 1;
-                        continue;
-                    }
-                },
-                None => {
-                    *outcomes
-                        .entry(format!("{:?}", PageOutcome::NotFound))
-                        .or_default() += 1;
-                    continue;
-                }
+                Err(outcome) => outcome,
             };
-            let photo = match store.get_blob(sha)? {
-                Some((bytes, _)) => load::decode_photo(&bytes, sha).ok(),
-                None => None,
-            };
-            let Some(photo) = photo else {
-                *outcomes
-                    .entry(format!("{:?}", PageOutcome::Unreadable))
-                    .or_default() += 1;
-                continue;
-            };
-            // Every field read from this page, with the snap it was read with (the page's
-            // texture is measured over all of them, as the pipeline does).
-            let offsets: HashMap<String, snap::Snap> = report
-                .fields
-                .iter()
-                .filter_map(|(id, f)| {
-                    let src = f.source.as_ref()?;
-                    (src.sha256 == sha && src.page == page).then(|| {
-                        let snap = snap::Snap {
-                            dx_mm: src.snap_mm[0],
-                            dy_mm: src.snap_mm[1],
-                            ..snap::Snap::default()
-                        };
-                        (id.clone(), snap)
-                    })
-                })
-                .collect();
-            let page_fields: Vec<&Field> = template
-                .fields_on_page(page)
-                .filter(|f| offsets.contains_key(&f.id))
-                .collect();
-            *outcomes
-                .entry(format!("{:?}", PageOutcome::Cut))
-                .or_default() += 1;
-            let cut_fields = segment::snapped_digit_fields(&page_fields, &offsets);
-            let crops = segment::cut_page(&photo.gray, &h, &cut_fields);
-            for ((tf, _, _), boxes) in cut_fields.iter().zip(&crops.fields) {
-                let Some(rf) = fields.iter().find(|f| f.field == tf.id) else {
-                    continue;
-                };
-                let read: Vec<Label> = report
-                    .fields
-                    .get(&tf.id)
-                    .map(|r| r.boxes.iter().map(|b| b.label).collect())
-                    .unwrap_or_default();
-                if read.len() != boxes.len() {
-                    continue;
-                }
-                for (i, (c, lab)) in boxes
-                    .iter()
-                    .zip(review_labels(rf.read.value, &read))
-                    .enumerate()
-                {
-                    let Some((label, source)) = lab else {
-                        continue;
-                    };
-                    let t = normalize::normalize(&c.ink);
-                    samples.push(Sample {
-                        tensor: tensor_u8(&t),
-                        label: label.index() as u8,
-                        read: None,
-                        hard: false,
-                        gray: keep_gray.then(|| c.gray.clone()),
-                        meta: serde_json::json!({
-                            "submission": s.submission,
-                            "photo_sha256": sha,
-                            "page": page,
-                            "field": tf.id,
-                            "box": i,
-                            "label": label.to_string(),
-                            "label_source": source,
-                            "provenance": rf.read.provenance,
-                            "reviewed_by": rf.read.reviewed_by,
-                            "machine_read": read[i].to_string(),
-                            "px_per_mm": px_per_mm,
-                        }),
-                    });
-                }
-            }
+            *outcomes.entry(format!("{outcome:?}")).or_default() += 1;
         }
     }
     Ok((samples, outcomes, submissions))
+}
+
+/// The crops of one stored photo's page (`sha`, `page`) for its reviewed `fields`, cut through
+/// the geometry stored in `report`; the page's outcome when it cannot be cut (the photo is
+/// fetched only for a page that can be). Errors are the store's.
+#[allow(clippy::too_many_arguments)]
+fn review_page_samples(
+    store: &crate::store::Store,
+    template: &Template,
+    report: &crate::pipeline::SubmissionReport,
+    submission: &str,
+    (sha, page): (&str, u32),
+    fields: &[&ReviewedField],
+    keep_gray: bool,
+) -> anyhow::Result<Result<Vec<Sample>, PageOutcome>> {
+    use std::collections::HashMap;
+    let al = report
+        .pages
+        .iter()
+        .find(|p| p.sha256.as_deref() == Some(sha) && p.page == Some(page))
+        .and_then(|p| p.alignment.as_ref());
+    let Some(al) = al else {
+        return Ok(Err(PageOutcome::NotFound));
+    };
+    if !al.good {
+        return Ok(Err(PageOutcome::PoorFit));
+    }
+    let Some(h) = al.h() else {
+        return Ok(Err(PageOutcome::NotFound));
+    };
+    let Some(photo) = store
+        .get_blob(sha)?
+        .and_then(|(bytes, _)| load::decode_photo(&bytes, sha).ok())
+    else {
+        return Ok(Err(PageOutcome::Unreadable));
+    };
+    // Every field read from this page, with the snap it was read with (the page's texture is
+    // measured over all of them, as the pipeline does).
+    let offsets: HashMap<String, snap::Snap> = report
+        .fields
+        .iter()
+        .filter_map(|(id, f)| {
+            let src = f.source.as_ref()?;
+            (src.sha256 == sha && src.page == page).then(|| {
+                let snap = snap::Snap {
+                    dx_mm: src.snap_mm[0],
+                    dy_mm: src.snap_mm[1],
+                    ..snap::Snap::default()
+                };
+                (id.clone(), snap)
+            })
+        })
+        .collect();
+    let page_fields: Vec<&Field> = template
+        .fields_on_page(page)
+        .filter(|f| offsets.contains_key(&f.id))
+        .collect();
+    let cut_fields = segment::snapped_digit_fields(&page_fields, &offsets);
+    let crops = segment::cut_page(&photo.gray, &h, &cut_fields);
+    let mut out = Vec::new();
+    for ((tf, _, _), boxes) in cut_fields.iter().zip(&crops.fields) {
+        let Some(rf) = fields.iter().find(|f| f.field == tf.id) else {
+            continue;
+        };
+        let read: Vec<Label> = report
+            .fields
+            .get(&tf.id)
+            .map(|r| r.boxes.iter().map(|b| b.label).collect())
+            .unwrap_or_default();
+        if read.len() != boxes.len() {
+            continue;
+        }
+        let labels = review_labels(rf.read.value, &read);
+        for (i, (c, lab)) in boxes.iter().zip(labels).enumerate() {
+            let Some((label, source)) = lab else {
+                continue;
+            };
+            out.push(Sample {
+                tensor: tensor_u8(&normalize::normalize(&c.ink)),
+                label: label.index() as u8,
+                read: None,
+                hard: false,
+                gray: keep_gray.then(|| c.gray.clone()),
+                meta: serde_json::json!({
+                    "submission": submission,
+                    "photo_sha256": sha,
+                    "page": page,
+                    "field": tf.id,
+                    "box": i,
+                    "label": label.to_string(),
+                    "label_source": source,
+                    "provenance": rf.read.provenance,
+                    "reviewed_by": rf.read.reviewed_by,
+                    "machine_read": read[i].to_string(),
+                    "px_per_mm": al.px_per_mm,
+                }),
+            });
+        }
+    }
+    Ok(Ok(out))
 }
 
 pub fn run(args: CropsArgs) -> anyhow::Result<()> {
