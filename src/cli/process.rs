@@ -157,7 +157,7 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
         // takes precedence over the project's.
         eprintln!(
             "model {} ({}); settings {} (accept at {}, unchecked fields at {}, readings need {} \
-             on their own)",
+             on their own, {} beside sure partners)",
             pipeline.model_name,
             card_path.display(),
             settings_file.map_or("built-in defaults".to_string(), |p| p.display().to_string()),
@@ -166,7 +166,8 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<i32> {
                 .config
                 .accept_threshold
                 .max(pipeline.config.unchecked_accept_threshold),
-            pipeline.config.min_reading_confidence
+            pipeline.config.min_reading_confidence,
+            pipeline.config.min_reading_confidence_strong_partners
         );
     }
     let bar = if args.quiet {

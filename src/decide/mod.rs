@@ -37,6 +37,15 @@ pub struct DecideConfig {
     /// A rule raises a field's confidence above its own reading's only when every other field
     /// it reads is at least this sure on its own evidence (see `cap_unsupported_lifts`).
     pub min_partner_confidence: f64,
+    /// A reading under `min_reading_confidence` but at least this sure on its own may still be
+    /// confirmed, by rules whose every other field reads at least `strong_partner_confidence`
+    /// on its own (at least one such field). The correlated misreads the floor guards against
+    /// need a partner that is itself unsure (seed 45: partners at 0.97 and 0.984); a sum whose
+    /// other terms are sure pins the value by arithmetic. At least 0.5, so that rules only
+    /// ever confirm the model's own first reading, never pick another one for acceptance.
+    pub min_reading_confidence_strong_partners: f64,
+    /// What "sure" means for the partners of `min_reading_confidence_strong_partners`.
+    pub strong_partner_confidence: f64,
     /// Prior probability that one hard rule is broken on paper by the officer. Used when rules
     /// help choose among a field's alternative readings.
     pub officer_error_prior: f64,
@@ -59,6 +68,8 @@ impl Default for DecideConfig {
             unchecked_accept_threshold: 0.999,
             min_reading_confidence: 0.99,
             min_partner_confidence: 0.95,
+            min_reading_confidence_strong_partners: 0.9,
+            strong_partner_confidence: 0.99,
             officer_error_prior: 0.05,
             soft_rule_error_prior: 0.1,
             bubble_reliability: 0.95,
@@ -162,10 +173,15 @@ pub struct FieldReport {
     /// Probability that `value` is what is written.
     pub confidence: f64,
     /// Probability of `value` on the field's own evidence (its boxes and bubbles), before any
-    /// rule; a field is accepted only when this reaches `min_reading_confidence`. Absent for
-    /// missing fields (and in results written before it was reported).
+    /// rule; a field is accepted only when this reaches `reading_floor`. Absent for missing
+    /// fields (and in results written before it was reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reading_confidence: Option<f64>,
+    /// The `reading_confidence` this field needed: `min_reading_confidence`, or
+    /// `min_reading_confidence_strong_partners` when every partner of the rules that confirm it
+    /// is sure on its own. Absent for missing fields (and in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reading_floor: Option<f64>,
     pub boxes: Vec<BoxReport>,
     pub channels: Channels,
     pub alternatives: Vec<Alternative>,
@@ -508,6 +524,7 @@ pub fn decide_pages(
                     status: FieldStatus::Missing,
                     confidence: 0.0,
                     reading_confidence: None,
+                    reading_floor: None,
                     boxes: Vec::new(),
                     channels: Channels::default(),
                     alternatives: Vec::new(),
@@ -533,6 +550,7 @@ pub fn decide_pages(
             status: FieldStatus::Flagged,
             confidence: cs.first().map(|c| c.prob).unwrap_or(0.0),
             reading_confidence: None,
+            reading_floor: None,
             boxes: ev
                 .boxes
                 .iter()
@@ -766,23 +784,36 @@ pub fn decide_pages(
         }
         flags.push(flag);
     }
+    // Rules may confirm a reading only when it was already fairly sure on its own evidence;
+    // a less sure one only through partners that are sure on theirs.
+    let own = own_confidences(&fields, &cands);
+    let by_id: HashMap<&str, &Rule> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
     for (id, r) in fields.iter_mut() {
         if r.status == FieldStatus::Missing {
             continue;
         }
-        // Rules may confirm a reading only when it was already fairly sure on its own evidence.
-        let own = own_confidence(&cands, id, r.value);
-        r.reading_confidence = Some(own);
+        let mine = own.get(id).copied().unwrap_or(0.0);
+        let floor = match weakest_partner(&by_id, &r.resolved_by, id, &own) {
+            Some(p) if p >= cfg.strong_partner_confidence => cfg
+                .min_reading_confidence_strong_partners
+                .clamp(MIN_CONFIRMABLE_READING, cfg.min_reading_confidence),
+            _ => cfg.min_reading_confidence,
+        };
+        r.reading_confidence = Some(mine);
+        r.reading_floor = Some(floor);
         let passes = r.flags.is_empty() && r.confidence >= threshold_of(id);
-        if passes && own < cfg.min_reading_confidence {
+        if passes && mine < floor {
             r.flags.push(FlagCode::LowConfidence.as_str().into());
             flags.push(Flag {
                 code: FlagCode::LowConfidence,
                 message: format!(
-                    "{id}: read as {} with p = {own:.3} on its own; the rules agree, but a reading \
-                     needs p >= {} before they may confirm it",
+                    "{id}: read as {} with p = {mine:.3} on its own; the rules agree, but a \
+                     reading needs p >= {} (or {} where every partner of those rules reads \
+                     p >= {}) before they may confirm it",
                     r.value.map_or("blank".to_string(), |v| v.to_string()),
-                    cfg.min_reading_confidence
+                    cfg.min_reading_confidence,
+                    cfg.min_reading_confidence_strong_partners,
+                    cfg.strong_partner_confidence
                 ),
                 field: Some(id.clone()),
                 rule: None,
@@ -790,7 +821,7 @@ pub fn decide_pages(
                 file: None,
             });
         }
-        r.status = if passes && own >= cfg.min_reading_confidence {
+        r.status = if passes && mine >= floor {
             FieldStatus::Accepted
         } else {
             FieldStatus::Flagged
@@ -825,7 +856,31 @@ fn cap_unsupported_lifts(
     cands: &HashMap<String, Vec<Candidate>>,
     cfg: &DecideConfig,
 ) {
-    let own: HashMap<String, f64> = fields
+    let own = own_confidences(fields, cands);
+    let by_id: HashMap<&str, &Rule> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    for (id, r) in fields.iter_mut() {
+        let mine = own.get(id).copied().unwrap_or(0.0);
+        if r.confidence <= mine {
+            continue;
+        }
+        if weakest_partner(&by_id, &r.resolved_by, id, &own)
+            .is_some_and(|p| p < cfg.min_partner_confidence)
+        {
+            r.confidence = mine;
+        }
+    }
+}
+
+/// Lowest bound `min_reading_confidence_strong_partners` may take: above one half, a reading is
+/// the model's own first choice.
+const MIN_CONFIRMABLE_READING: f64 = 0.5;
+
+/// Each field's probability of its reported value on its own evidence (0 for a missing field).
+fn own_confidences(
+    fields: &BTreeMap<String, FieldReport>,
+    cands: &HashMap<String, Vec<Candidate>>,
+) -> HashMap<String, f64> {
+    fields
         .iter()
         .map(|(id, r)| {
             let p = if r.status == FieldStatus::Missing {
@@ -835,26 +890,25 @@ fn cap_unsupported_lifts(
             };
             (id.clone(), p)
         })
-        .collect();
-    let by_id: HashMap<&str, &Rule> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
-    for (id, r) in fields.iter_mut() {
-        let mine = own.get(id).copied().unwrap_or(0.0);
-        if r.confidence <= mine {
-            continue;
-        }
-        let unsupported = r
-            .resolved_by
-            .iter()
-            .filter_map(|rid| by_id.get(rid.as_str()))
-            .any(|rule| {
-                rule.fields
-                    .iter()
-                    .any(|f| f != id && own.get(f).is_none_or(|p| *p < cfg.min_partner_confidence))
-            });
-        if unsupported {
-            r.confidence = mine;
-        }
-    }
+        .collect()
+}
+
+/// The least sure reading (own evidence) among the other fields of the rules `rule_ids` that
+/// read field `id`; `None` when those rules read no other field. A field unknown to `own` (not
+/// in the template) counts as not read at all (0).
+fn weakest_partner(
+    by_id: &HashMap<&str, &Rule>,
+    rule_ids: &[String],
+    id: &str,
+    own: &HashMap<String, f64>,
+) -> Option<f64> {
+    rule_ids
+        .iter()
+        .filter_map(|rid| by_id.get(rid.as_str()))
+        .flat_map(|rule| rule.fields.iter())
+        .filter(|f| f.as_str() != id)
+        .map(|f| own.get(f).copied().unwrap_or(0.0))
+        .reduce(f64::min)
 }
 
 /// One option of an uncertain field in the joint search: a listed alternative of the model
@@ -1744,10 +1798,11 @@ mod tests {
             sure_then("X9", [("9", 0.95), ("8", 0.04), ("4", 0.01)]),
         );
         assert_eq!(f.value, Some(99));
-        assert!(f.confidence >= 0.995, "{f:?}");
-        // 0.95 on its own is below the reading floor: flagged although the sum agrees.
-        assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
-        assert!(f.flags.iter().any(|c| c == "low_confidence"), "{f:?}");
+        assert!(f.confidence >= 0.997, "{f:?}");
+        // 0.95 on its own is below `min_reading_confidence`, but every partner of the sum is
+        // sure: the arithmetic pins the value, and it is accepted.
+        assert_eq!(f.reading_floor, Some(0.9), "{f:?}");
+        assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
         // A reading at the floor is confirmed by the same cross-check and accepted.
         let f = &decide_page1(
             "dpt.l",
@@ -1756,6 +1811,68 @@ mod tests {
         assert_eq!(f.value, Some(99));
         assert!(f.resolved_by.iter().any(|r| r == "dpt.lp_sum"), "{f:?}");
         assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
+    }
+
+    #[test]
+    fn unsure_readings_never_confirm_each_other() {
+        // Seed 45's shape: two misreads of one hand at 0.97 that happen to add up. dpt.l reads
+        // 99 at 0.96 and its sum partner dpt.p reads 101 at only 0.97 (7 at 0.03): the sum
+        // holds, but it rests on a partner that is itself unsure, so dpt.l keeps the strict
+        // floor and stays flagged whatever the joint posterior says.
+        let weak_l = sure_then("X9", [("9", 0.96), ("8", 0.039), ("4", 0.001)]);
+        let weak_p = sure_then("10", [("1", 0.97), ("7", 0.029), ("4", 0.001)]);
+        let d = decide(
+            &template(),
+            &page1(&[("dpt.l", weak_l.clone()), ("dpt.p", weak_p)]),
+            &DecideConfig::default(),
+        );
+        for id in ["dpt.l", "dpt.p"] {
+            let f = &d.fields[id];
+            assert_eq!(f.reading_floor, Some(0.99), "{id}: {f:?}");
+            assert!(
+                f.reading_confidence.is_some_and(|p| p < 0.99),
+                "{id}: {f:?}"
+            );
+            assert_eq!(f.status, FieldStatus::Flagged, "{id}: {f:?}");
+        }
+        // It is the floor that holds them: partners of 0.97 counted as sure would let the
+        // posterior accept both.
+        let trusting = DecideConfig {
+            strong_partner_confidence: 0.95,
+            ..DecideConfig::default()
+        };
+        let d_trusting = decide(
+            &template(),
+            &page1(&[
+                ("dpt.l", weak_l.clone()),
+                (
+                    "dpt.p",
+                    sure_then("10", [("1", 0.97), ("7", 0.029), ("4", 0.001)]),
+                ),
+            ]),
+            &trusting,
+        );
+        for id in ["dpt.l", "dpt.p"] {
+            let f = &d_trusting.fields[id];
+            assert_eq!(f.status, FieldStatus::Accepted, "{id}: {f:?}");
+        }
+        // The same dpt.l beside a sure dpt.p: the weaker floor applies and it is accepted.
+        let d = decide(
+            &template(),
+            &page1(&[("dpt.l", weak_l)]),
+            &DecideConfig::default(),
+        );
+        let f = &d.fields["dpt.l"];
+        assert_eq!(f.reading_floor, Some(0.9), "{f:?}");
+        assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
+        // Under the weaker floor: flagged even beside sure partners (here 0.85; two agreeing
+        // rules could lift it past the threshold, the floor still holds it back).
+        let f = &decide_page1(
+            "dpt.l",
+            sure_then("X9", [("9", 0.85), ("8", 0.149), ("4", 0.001)]),
+        );
+        assert_eq!(f.reading_floor, Some(0.9), "{f:?}");
+        assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
     }
 
     #[test]

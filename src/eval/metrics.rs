@@ -74,7 +74,8 @@ pub struct FieldOutcome {
     pub confidence: f64,
     /// Probability on the field's own evidence, when the results report it.
     pub reading_confidence: Option<f64>,
-    /// The run's `min_reading_confidence` (0 for results written without settings).
+    /// The reading confidence this field needed (its `reading_floor`; for older results the
+    /// run's `min_reading_confidence`, 0 for results written without settings).
     pub reading_floor: f64,
     pub flags: Vec<String>,
     /// The value read equals the value written.
@@ -445,10 +446,12 @@ pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
                 status: fr.status,
                 confidence: fr.confidence,
                 reading_confidence: fr.reading_confidence,
-                reading_floor: r
-                    .settings
-                    .as_ref()
-                    .map_or(0.0, |c| c.min_reading_confidence),
+                // the field's own floor; older results name only the run's
+                reading_floor: fr.reading_floor.unwrap_or_else(|| {
+                    r.settings
+                        .as_ref()
+                        .map_or(0.0, |c| c.min_reading_confidence)
+                }),
                 flags: fr.flags.clone(),
                 correct: fr.value == ft.value,
                 officer_related: officer.contains(id),

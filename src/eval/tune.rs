@@ -3,9 +3,8 @@
 //! or below TARGET on this set, with the fewest fields sent to review.
 //!
 //! Only fields whose acceptance the threshold alone decides (read, flagged for nothing but low
-//! confidence, and at or above the run's `min_reading_confidence` on their own evidence) move;
-//! fields with any other flag, or held back by that reading floor, stay in review whatever the
-//! threshold.
+//! confidence, and at or above their `reading_floor` on their own evidence) move; fields with
+//! any other flag, or held back by that reading floor, stay in review whatever the threshold.
 //! This is exact for the decision rule `confidence >= accept_threshold` on the confidences of
 //! this run; rules that resolve alternatives also consult the threshold, so a re-run at the new
 //! threshold can differ slightly, and fields no equality rule checks keep their own, stricter
