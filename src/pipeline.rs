@@ -82,6 +82,18 @@ pub struct SubmissionReport {
     pub timings: Timings,
 }
 
+/// A field's boxes cut on a page, waiting for the model: where its tensors start in the page's
+/// batch, how many there are, and what the crops said about them.
+struct PendingField {
+    id: String,
+    start: usize,
+    n: usize,
+    off_photo: bool,
+    doubtful: Vec<usize>,
+    quiet: Vec<usize>,
+    source: FieldSource,
+}
+
 /// Everything read from one photo before recognition is merged.
 struct PageRead {
     report: PageReport,
@@ -197,7 +209,7 @@ impl<M: Model> Pipeline<M> {
         let offsets = snap::snap_fields(gray, &h, &page_fields);
         let offset_of = |id: &str| offsets.get(id).copied().unwrap_or_default();
         let mut tensors: Vec<normalize::DigitTensor> = Vec::new();
-        let mut pending: Vec<(String, usize, usize, bool, Vec<usize>, FieldSource)> = Vec::new();
+        let mut pending: Vec<PendingField> = Vec::new();
         let mut bubbles: HashMap<String, Vec<decide::BubbleColumn>> = HashMap::new();
         let mut tallies: HashMap<String, decide::TallyRange> = HashMap::new();
         let digit_fields = segment::snapped_digit_fields(&page_fields, &offsets);
@@ -211,21 +223,26 @@ impl<M: Model> Pipeline<M> {
             let start = tensors.len();
             let off = crops.iter().any(|c| c.off_photo > 0.0);
             let mut doubtful = Vec::new();
+            let mut quiet = Vec::new();
             for (i, c) in crops.iter().enumerate() {
                 let t = normalize::normalize(&c.ink);
-                if segment::is_doubtful(c, t.iter().all(|v| *v == 0.0)) {
+                let empty = t.iter().all(|v| *v == 0.0);
+                if segment::is_doubtful(c, empty) {
                     doubtful.push(i);
+                } else if segment::is_quiet(c, empty, page_crops.descreened) {
+                    quiet.push(i);
                 }
                 tensors.push(t);
             }
             let crop_path = self.write_crop(submission, &f.id, gray, &h, &f.boxes, s);
-            pending.push((
-                f.id.clone(),
+            pending.push(PendingField {
+                id: f.id.clone(),
                 start,
-                crops.len(),
-                off,
+                n: crops.len(),
+                off_photo: off,
                 doubtful,
-                FieldSource {
+                quiet,
+                source: FieldSource {
                     file: fname.clone(),
                     sha256: photo.sha256.clone(),
                     page: al.page,
@@ -233,7 +250,7 @@ impl<M: Model> Pipeline<M> {
                     snap_mm: [s.dx_mm, s.dy_mm],
                     crop: crop_path,
                 },
-            ));
+            });
         }
         for f in &page_fields {
             match f.kind {
@@ -291,18 +308,17 @@ impl<M: Model> Pipeline<M> {
         let page_good = al.good;
         let evidence = pending
             .into_iter()
-            .map(
-                |(id, start, n, off_photo, doubtful, source)| FieldEvidence {
-                    boxes: preds[start..start + n].to_vec(),
-                    bubbles: bubbles.get(&id).cloned(),
-                    tally: tallies.get(&id).copied(),
-                    page_good,
-                    off_photo,
-                    doubtful,
-                    source: Some(source),
-                    id,
-                },
-            )
+            .map(|p| FieldEvidence {
+                boxes: preds[p.start..p.start + p.n].to_vec(),
+                bubbles: bubbles.get(&p.id).cloned(),
+                tally: tallies.get(&p.id).copied(),
+                page_good,
+                off_photo: p.off_photo,
+                doubtful: p.doubtful,
+                quiet: p.quiet,
+                source: Some(p.source),
+                id: p.id,
+            })
             .collect();
         report.alignment = Some(al);
         PageRead {

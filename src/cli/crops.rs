@@ -191,6 +191,7 @@ fn page_samples(
                 continue;
             };
             let t = normalize::normalize(&c.ink);
+            let zero = t.iter().all(|v| *v == 0.0);
             out.push(Sample {
                 tensor: tensor_u8(&t),
                 label,
@@ -208,7 +209,10 @@ fn page_samples(
                     "px_per_mm": px_per_mm,
                     "paper": c.paper,
                     "range": c.range,
-                    "zero": t.iter().all(|v| *v == 0.0),
+                    "zero": zero,
+                    "doubtful": segment::is_doubtful(c, zero),
+                    "faint_score": zero.then(|| segment::faint_mark_score(&c.gray)),
+                    "quiet": segment::is_quiet(c, zero, page.descreened),
                 }),
             });
         }

@@ -51,6 +51,66 @@ pub fn is_doubtful(c: &BoxCrop, tensor_empty: bool) -> bool {
     tensor_empty && (c.range >= DOUBTFUL_EMPTY_RANGE || c.paper >= SATURATED_PAPER)
 }
 
+/// Border of a crop left out of the faint-mark test (crop pixels at [`SAMPLE_PX_PER_MM`], 1 mm):
+/// box-line remnants and shadows of the printed edge sit there.
+const QUIET_BORDER_PX: u32 = 3;
+/// Smoothing of the faint-mark test (Gaussian sigma, crop pixels): averages sensor and JPEG
+/// noise over about the width of a thin stroke, which keeps its darkness.
+const QUIET_SIGMA_PX: f32 = 0.8;
+/// Noise floor of the faint-mark test (grey levels): a perfectly flat crop has no noise to
+/// measure against.
+const QUIET_NOISE_FLOOR: f64 = 0.5;
+/// A crop whose ink map came out empty and whose faint-mark score is below this holds no trace
+/// of a mark: its blank reading is trusted ([`is_quiet`]). Measured with `rekap crops --gray` on
+/// tuning seeds 43 (3 MP) and 44 (12 MP), pages without a hard case, empty ink maps that are not
+/// doubtful: see the README ("Empty boxes").
+pub const QUIET_MAX_SCORE: f64 = 2.9;
+
+/// Evidence of a mark too faint for the ink map: how far the darkest spot of the lightly
+/// smoothed crop (inside a 1 mm border) lies below its paper (the median grey level), in units
+/// of the smoothed crop's own noise (1.4826 x its median absolute deviation, at least
+/// [`QUIET_NOISE_FLOOR`]). A stroke, even a faint one, is a connected run of darker samples and
+/// survives the smoothing; noise does not. An empty or all-border crop scores 0.
+pub fn faint_mark_score(gray: &GrayImage) -> f64 {
+    let (w, h) = gray.dimensions();
+    if w <= 2 * QUIET_BORDER_PX || h <= 2 * QUIET_BORDER_PX {
+        return 0.0;
+    }
+    let f: image::ImageBuffer<image::Luma<f32>, Vec<f32>> =
+        image::ImageBuffer::from_fn(w, h, |x, y| {
+            image::Luma([f32::from(gray.get_pixel(x, y).0[0])])
+        });
+    let smooth = imageproc::filter::gaussian_blur_f32(&f, QUIET_SIGMA_PX);
+    let inner = |x: u32, y: u32| {
+        (QUIET_BORDER_PX..w - QUIET_BORDER_PX).contains(&x)
+            && (QUIET_BORDER_PX..h - QUIET_BORDER_PX).contains(&y)
+    };
+    let mut raw: Vec<f64> = Vec::new();
+    let mut sm: Vec<f64> = Vec::new();
+    for (x, y, p) in gray.enumerate_pixels() {
+        if inner(x, y) {
+            raw.push(f64::from(p.0[0]));
+            sm.push(f64::from(smooth.get_pixel(x, y).0[0]));
+        }
+    }
+    let paper = median(&mut raw);
+    let darkest = sm.iter().copied().fold(f64::INFINITY, f64::min);
+    let centre = median(&mut sm);
+    let mut dev: Vec<f64> = sm.iter().map(|v| (v - centre).abs()).collect();
+    let noise = 1.4826 * median(&mut dev) + QUIET_NOISE_FLOOR;
+    ((paper - darkest) / noise).max(0.0)
+}
+
+/// Is an empty reading of this box to be trusted? Its ink map came out empty, the crop is not
+/// [`is_doubtful`], the page is no photo of a screen (`descreened`: smoothing there hides what
+/// the test looks for), and [`faint_mark_score`] finds no trace of a mark.
+pub fn is_quiet(c: &BoxCrop, tensor_empty: bool, descreened: bool) -> bool {
+    tensor_empty
+        && !descreened
+        && !is_doubtful(c, tensor_empty)
+        && faint_mark_score(&c.gray) < QUIET_MAX_SCORE
+}
+
 /// Resample template rectangle `rect` (mm) from the photo at `px_per_mm`.
 /// Returns the crop and the share of samples outside the photo.
 pub fn sample_rect(
@@ -803,6 +863,71 @@ mod tests {
         );
         assert_eq!(fine_texture(&GrayImage::new(3, 3)), 0.0);
     }
+    /// A 48x48 paper crop (grey 200) with Gaussian noise of `sigma` grey levels, and a
+    /// vertical stroke two pixels wide, `contrast` levels darker, down its middle (none at 0).
+    fn noisy_crop(sigma: f64, contrast: f64, seed: u64) -> GrayImage {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Normal};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let noise = Normal::new(0.0, sigma).expect("finite sigma");
+        GrayImage::from_fn(48, 48, |x, y| {
+            let stroke = (23..25).contains(&x) && (10..38).contains(&y);
+            let v = 200.0 - if stroke { contrast } else { 0.0 } + noise.sample(&mut rng);
+            Luma([v.round().clamp(0.0, 255.0) as u8])
+        })
+    }
+
+    #[test]
+    fn a_faint_stroke_under_the_ink_threshold_is_not_quiet() {
+        // The stroke is 14 grey levels dark: under MIN_INK_CONTRAST, so the ink map is empty,
+        // but it runs 28 pixels long and the smoothing finds it; plain noise scores low.
+        for seed in 0..20 {
+            let plain = faint_mark_score(&noisy_crop(3.0, 0.0, seed));
+            let faint = faint_mark_score(&noisy_crop(3.0, 14.0, seed));
+            assert!(plain < QUIET_MAX_SCORE, "seed {seed}: noise scored {plain}");
+            assert!(
+                faint >= QUIET_MAX_SCORE,
+                "seed {seed}: stroke scored {faint}"
+            );
+            let (_, range) =
+                normalize::crop_levels(&noisy_crop(3.0, 14.0, seed), normalize::PAPER_QUANTILE);
+            assert!(
+                range < normalize::MIN_INK_CONTRAST,
+                "seed {seed}: range {range}"
+            );
+        }
+        // Dark marks in the 1 mm border (a box-line remnant) are left out.
+        let mut edge = noisy_crop(3.0, 0.0, 1);
+        for y in 0..48 {
+            edge.put_pixel(1, y, Luma([120]));
+        }
+        assert!(faint_mark_score(&edge) < QUIET_MAX_SCORE);
+        assert_eq!(faint_mark_score(&GrayImage::new(6, 6)), 0.0);
+    }
+
+    #[test]
+    fn only_empty_plain_crops_of_paper_pages_are_quiet() {
+        let quiet = BoxCrop {
+            gray: noisy_crop(3.0, 0.0, 7),
+            range: 12.0,
+            ..crop_with(12.0, 0.0)
+        };
+        assert!(is_quiet(&quiet, true, false));
+        // Not when the model saw ink, on a screen photo, or when the crop is doubtful.
+        assert!(!is_quiet(&quiet, false, false));
+        assert!(!is_quiet(&quiet, true, true));
+        let wide = BoxCrop {
+            range: DOUBTFUL_EMPTY_RANGE,
+            ..quiet.clone()
+        };
+        assert!(!is_quiet(&wide, true, false));
+        let faint = BoxCrop {
+            gray: noisy_crop(3.0, 14.0, 7),
+            ..quiet
+        };
+        assert!(!is_quiet(&faint, true, false));
+    }
+
     use proptest::prelude::*;
 
     /// The per-pixel `from_fn` sampler `sample_rect` replaced (reference for its output).
