@@ -16,6 +16,16 @@ const PENCIL: [u8; 3] = [95, 95, 100];
 const MNIST_INK: f32 = 0.3;
 /// Digit height as a fraction of the box height (brief: 60-95 %).
 const DIGIT_HEIGHT: (f64, f64) = (0.6, 0.95);
+/// Half-width of the soft edge between paper and ink on the MNIST grey scale.
+const STROKE_SOFTNESS: f32 = 0.16;
+/// A digit's ink threshold varies around its hand's by up to this much.
+const THRESHOLD_JITTER: f32 = 0.05;
+/// Least ink a written digit leaves, in MNIST pixels at full ink (at its hand's palest
+/// threshold). A fine pen thins strokes, it does not erase them: thinning a digit of one-pixel
+/// strokes and then thresholding it high could leave nothing, a digit in the truth with no ink
+/// on the paper (about 2 % of MNIST digits at a threshold of 0.7, 5 % of the 1s). Such a digit
+/// is written unthinned (its lightest MNIST digits keep about 26 pixels of ink).
+const MIN_DIGIT_INK_PX: f32 = 6.0;
 
 /// The writing habits of one officer on one form.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +100,13 @@ fn morph(img: &[f32], grow: bool) -> Vec<f32> {
     out
 }
 
+/// Ink a 28x28 MNIST image leaves at threshold `thr`, in pixels at full ink.
+fn ink_mass(img: &[f32], thr: f32) -> f32 {
+    img.iter()
+        .map(|&g| smoothstep(thr - STROKE_SOFTNESS, thr + STROKE_SOFTNESS, g))
+        .sum()
+}
+
 fn bilinear(img: &[f32], u: f64, v: f64) -> f32 {
     let n = IDX_SIDE as i64;
     let (x, y) = (u - 0.5, v - 0.5);
@@ -118,7 +135,13 @@ pub fn write_digit<R: Rng + ?Sized>(
     let mut img: Vec<f32> = digit.iter().map(|&v| v as f32 / 255.0).collect();
     match hand.weight {
         1 => img = morph(&img, true),
-        -1 => img = morph(&img, false),
+        -1 => {
+            let thin = morph(&img, false);
+            let palest = (hand.threshold + THRESHOLD_JITTER).clamp(0.15, 0.85);
+            if ink_mass(&thin, palest) >= MIN_DIGIT_INK_PX {
+                img = thin;
+            }
+        }
         _ => {}
     }
     // Ink extent of the digit in MNIST pixels.
@@ -156,8 +179,9 @@ pub fn write_digit<R: Rng + ?Sized>(
     let cx = r[0] + r[2] / 2.0 + rng.random_range(-1.0..1.0) * free_x * 0.8;
     let cy = r[1] + r[3] / 2.0 + rng.random_range(-1.0..1.0) * free_y * 0.8;
     let (st, ct) = theta.sin_cos();
-    let thr = (hand.threshold + rng.random_range(-0.05..0.05)).clamp(0.15, 0.85);
-    let soft = 0.16f32;
+    let thr =
+        (hand.threshold + rng.random_range(-THRESHOLD_JITTER..THRESHOLD_JITTER)).clamp(0.15, 0.85);
+    let soft = STROKE_SOFTNESS;
     let (f1, f2, ph) = (
         rng.random_range(0.1..0.35),
         rng.random_range(0.1..0.35),
@@ -370,4 +394,50 @@ pub fn stray_mark<R: Rng + ?Sized>(c: &mut Canvas, at: [f64; 2], hand: &Hand, rn
     let ang: f64 = rng.random_range(0.0..std::f64::consts::TAU);
     let b = [at[0] + len * ang.cos(), at[1] + len * ang.sin()];
     pen_line(c, at, b, hand, rng);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// A `1` of one-pixel strokes, as the thinnest MNIST digits are.
+    fn thin_one() -> [u8; IDX_SIDE * IDX_SIDE] {
+        let mut d = [0u8; IDX_SIDE * IDX_SIDE];
+        for y in 4..24 {
+            d[y * IDX_SIDE + 14] = 255;
+        }
+        d
+    }
+
+    /// Sum of darkening over the canvas (0 = untouched paper).
+    fn ink_on(c: &Canvas) -> f64 {
+        c.img.pixels().map(|p| 255.0 - f64::from(p.0[1])).sum()
+    }
+
+    #[test]
+    fn a_fine_pen_never_erases_a_digit() {
+        let hand = Hand {
+            weight: -1,
+            threshold: 0.65,
+            ..Hand::random(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3))
+        };
+        // Thinned and thresholded high, the one-pixel 1 would keep almost nothing.
+        let thinned = morph(&thin_one().map(|v| v as f32 / 255.0), false);
+        assert!(ink_mass(&thinned, 0.7) < MIN_DIGIT_INK_PX);
+        let mut c = Canvas::new(20.0, 20.0, 8.0, [255, 255, 255]);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        write_digit(&mut c, [2.0, 2.0, 16.0, 16.0], &thin_one(), &hand, &mut rng);
+        // Written unthinned: a visible stroke (tens of pixels of full ink at 8 px/mm).
+        assert!(ink_on(&c) > 20.0 * 255.0, "{}", ink_on(&c));
+        // The same hand still thins a digit that survives thinning.
+        let mut bold = [0u8; IDX_SIDE * IDX_SIDE];
+        for y in 4..24 {
+            for x in 12..17 {
+                bold[y * IDX_SIDE + x] = 255;
+            }
+        }
+        let thin_bold = morph(&bold.map(|v| v as f32 / 255.0), false);
+        assert!(ink_mass(&thin_bold, 0.7) >= MIN_DIGIT_INK_PX);
+    }
 }
