@@ -215,6 +215,7 @@ impl<M: Model> Pipeline<M> {
         let digit_fields = segment::snapped_digit_fields(&page_fields, &offsets);
         let page_crops = segment::cut_page(gray, &h, &digit_fields);
         let stroke_contrast = segment::tally_stroke_contrast(&page_crops);
+        let trusts_empty = page_crops.trusts_empty_boxes();
         if page_crops.descreened {
             report.screen_texture = Some(page_crops.texture);
         }
@@ -229,7 +230,7 @@ impl<M: Model> Pipeline<M> {
                 let empty = t.iter().all(|v| *v == 0.0);
                 if segment::is_doubtful(c, empty) {
                     doubtful.push(i);
-                } else if segment::is_quiet(c, empty, page_crops.descreened) {
+                } else if segment::is_quiet(c, empty, trusts_empty) {
                     quiet.push(i);
                 }
                 tensors.push(t);

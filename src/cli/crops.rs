@@ -212,7 +212,7 @@ fn page_samples(
                     "zero": zero,
                     "doubtful": segment::is_doubtful(c, zero),
                     "faint_score": zero.then(|| segment::faint_mark_score(&c.gray)),
-                    "quiet": segment::is_quiet(c, zero, page.descreened),
+                    "quiet": segment::is_quiet(c, zero, page.trusts_empty_boxes()),
                 }),
             });
         }

@@ -101,12 +101,20 @@ pub fn faint_mark_score(gray: &GrayImage) -> f64 {
     ((paper - darkest) / noise).max(0.0)
 }
 
+/// Least median handwriting range ([`PageCrops::ink_range`]) of a page whose empty boxes may be
+/// trusted: on a heavily blurred photo a thin digit can fade into the paper without a trace.
+/// Tuning seeds 43 and 44: three of the six digits whose boxes passed the faint-mark test sat on
+/// heavily blurred 3 MP pages with a median range of 46-51; clean 3 MP pages measure 57 or more
+/// (1st percentile), 12 MP ones 87; the bar costs 7 of 4,080 quiet boxes there.
+pub const QUIET_MIN_PAGE_INK_RANGE: f64 = 60.0;
+
 /// Is an empty reading of this box to be trusted? Its ink map came out empty, the crop is not
-/// [`is_doubtful`], the page is no photo of a screen (`descreened`: smoothing there hides what
-/// the test looks for), and [`faint_mark_score`] finds no trace of a mark.
-pub fn is_quiet(c: &BoxCrop, tensor_empty: bool, descreened: bool) -> bool {
+/// [`is_doubtful`], its page shows handwriting clearly and is no photo of a screen
+/// (`page_trusts_empty`, see [`PageCrops::trusts_empty_boxes`]), and [`faint_mark_score`]
+/// finds no trace of a mark.
+pub fn is_quiet(c: &BoxCrop, tensor_empty: bool, page_trusts_empty: bool) -> bool {
     tensor_empty
-        && !descreened
+        && page_trusts_empty
         && !is_doubtful(c, tensor_empty)
         && faint_mark_score(&c.gray) < QUIET_MAX_SCORE
 }
@@ -293,6 +301,18 @@ pub struct PageCrops {
     pub texture: f64,
     /// The page showed a screen lattice and its ink was read through descreening.
     pub descreened: bool,
+    /// Median paper-minus-ink range of the boxes holding a mark: how dark this photo shows the
+    /// page's handwriting (`None` when no box holds a mark).
+    pub ink_range: Option<f64>,
+}
+
+impl PageCrops {
+    /// May an empty box of this page be trusted as blank ([`is_quiet`])? Not on a photo of a
+    /// screen (descreening smooths away what the faint-mark test looks for), nor where the photo
+    /// shows the page's handwriting faintly ([`QUIET_MIN_PAGE_INK_RANGE`]).
+    pub fn trusts_empty_boxes(&self) -> bool {
+        !self.descreened && self.ink_range.is_some_and(|r| r >= QUIET_MIN_PAGE_INK_RANGE)
+    }
 }
 
 /// The fields of `page_fields` that have digit boxes, each with its snap offset in mm from
@@ -334,10 +354,12 @@ pub fn cut_page(gray: &GrayImage, h: &Homography, fields: &[(&Field, f64, f64)])
             (c.ink, c.paper, c.range, c.edge_lines) = read_ink(&smooth, DESCREEN_PAPER_QUANTILE);
         }
     }
+    let ink_range = median_ink_range(&out);
     PageCrops {
         fields: out,
         texture,
         descreened,
+        ink_range,
     }
 }
 
@@ -483,19 +505,22 @@ fn tally_range(marked: u32) -> TallyRange {
 /// a mark. On a dim 12 MP photo of seed 52 the strokes of a full row, plain to see, stayed
 /// under the fixed 40 in all 12 cells, and the row's correct total (60) was flagged.
 pub fn tally_stroke_contrast(page: &PageCrops) -> f64 {
-    let mut ranges: Vec<f64> = page
-        .fields
+    page.ink_range.map_or(TALLY_STROKE_CONTRAST, |r| {
+        (TALLY_STROKE_SHARE * r).clamp(MIN_TALLY_STROKE_CONTRAST, TALLY_STROKE_CONTRAST)
+    })
+}
+
+/// Median paper-minus-ink range of the boxes of `fields` that hold a mark (an ink map sample
+/// at [`MARK_INK`] or more); `None` when none does.
+fn median_ink_range(fields: &[Vec<BoxCrop>]) -> Option<f64> {
+    let mut ranges: Vec<f64> = fields
         .iter()
         .flatten()
         .filter(|c| c.ink.iter().any(|v| *v >= MARK_INK))
         .map(|c| c.range)
         .filter(|r| r.is_finite())
         .collect();
-    if ranges.is_empty() {
-        return TALLY_STROKE_CONTRAST;
-    }
-    (TALLY_STROKE_SHARE * median(&mut ranges))
-        .clamp(MIN_TALLY_STROKE_CONTRAST, TALLY_STROKE_CONTRAST)
+    (!ranges.is_empty()).then(|| median(&mut ranges))
 }
 
 /// Count the marked cells of a tally grid (whole grid and per row). A cell is marked when at
@@ -668,10 +693,14 @@ mod tests {
 
     #[test]
     fn tally_strokes_are_measured_against_the_page_handwriting() {
-        let page = |crops: Vec<BoxCrop>| PageCrops {
-            fields: vec![crops],
-            texture: 0.0,
-            descreened: false,
+        let page = |crops: Vec<BoxCrop>| {
+            let fields = vec![crops];
+            PageCrops {
+                ink_range: median_ink_range(&fields),
+                fields,
+                texture: 0.0,
+                descreened: false,
+            }
         };
         // Dim page: marked boxes span 50-70 grey levels; empty boxes (no ink) do not count.
         let dim = page(vec![
@@ -912,20 +941,33 @@ mod tests {
             range: 12.0,
             ..crop_with(12.0, 0.0)
         };
-        assert!(is_quiet(&quiet, true, false));
-        // Not when the model saw ink, on a screen photo, or when the crop is doubtful.
-        assert!(!is_quiet(&quiet, false, false));
-        assert!(!is_quiet(&quiet, true, true));
+        assert!(is_quiet(&quiet, true, true));
+        // Not when the model saw ink, on a page that does not trust empty boxes, or when the
+        // crop is doubtful.
+        assert!(!is_quiet(&quiet, false, true));
+        assert!(!is_quiet(&quiet, true, false));
         let wide = BoxCrop {
             range: DOUBTFUL_EMPTY_RANGE,
             ..quiet.clone()
         };
-        assert!(!is_quiet(&wide, true, false));
+        assert!(!is_quiet(&wide, true, true));
         let faint = BoxCrop {
             gray: noisy_crop(3.0, 14.0, 7),
             ..quiet
         };
-        assert!(!is_quiet(&faint, true, false));
+        assert!(!is_quiet(&faint, true, true));
+        // A page trusts its empty boxes when its handwriting shows clearly, and not on a
+        // screen photo.
+        let page = |ink_range: Option<f64>, descreened: bool| PageCrops {
+            fields: Vec::new(),
+            texture: 0.0,
+            descreened,
+            ink_range,
+        };
+        assert!(page(Some(QUIET_MIN_PAGE_INK_RANGE), false).trusts_empty_boxes());
+        assert!(!page(Some(QUIET_MIN_PAGE_INK_RANGE - 1.0), false).trusts_empty_boxes());
+        assert!(!page(None, false).trusts_empty_boxes());
+        assert!(!page(Some(120.0), true).trusts_empty_boxes());
     }
 
     use proptest::prelude::*;
