@@ -228,10 +228,10 @@ impl<M: Model> Pipeline<M> {
             for (i, c) in crops.iter().enumerate() {
                 let t = normalize::normalize(&c.ink);
                 let empty = t.iter().all(|v| *v == 0.0);
-                if segment::is_doubtful(c, empty) {
-                    doubtful.push(i);
-                } else if segment::is_quiet(c, empty, trusts_empty) {
+                if segment::is_quiet(c, empty, trusts_empty) {
                     quiet.push(i);
+                } else if segment::is_doubtful(c, empty) {
+                    doubtful.push(i);
                 }
                 tensors.push(t);
             }
