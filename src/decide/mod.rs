@@ -88,9 +88,10 @@ const DOUBTFUL_CONFIDENCE_CAP: f64 = 0.5;
 /// Probability that a box read as blank is blank when its ink map came out empty and the crop
 /// shows no trace of a mark (`segment::is_quiet`). The model's own answer for an all-zero input
 /// is about 0.97, near the share of digits among all empty ink maps (182 of 7,425 on tuning
-/// seeds 43 and 44, 2.5 %); among quiet crops they are far rarer: 3 of 4,810 (0.06 %), and
-/// all three were digits the generator had drawn with no ink at all (a generator bug, fixed).
-/// 0.998 leaves a margin for photos unlike these. README ("Empty boxes").
+/// seeds 43 and 44, 2.5 %); among quiet crops they are far rarer: 5 of 5,668 (0.09 %), three
+/// of them digits the generator had drawn with no ink at all (a generator bug, fixed) and two
+/// in boxes whose whole grey range is 4 levels. 0.998 leaves a margin for photos unlike these.
+/// README ("Empty boxes").
 pub const QUIET_BLANK_CONFIDENCE: f32 = 0.998;
 /// Alternatives whose probability is below this are not worth carrying.
 const MIN_ALTERNATIVE_PROB: f64 = 1e-4;
