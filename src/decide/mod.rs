@@ -1929,17 +1929,18 @@ mod tests {
         assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
     }
 
-    /// What the model says for an all-zero input.
-    fn empty_box() -> Prediction {
+    /// A box read blank at `p`, then `second` and `third` with their probabilities.
+    fn blank_box(p: f32, second: (Label, f32), third: (Label, f32)) -> Prediction {
         Prediction {
             label: Label::Blank,
-            confidence: 0.9699,
-            top: [
-                (Label::Blank, 0.9699),
-                (lab("1"), 0.0086),
-                (Label::X, 0.0053),
-            ],
+            confidence: p,
+            top: [(Label::Blank, p), second, third],
         }
+    }
+
+    /// What the model says for an all-zero input.
+    fn empty_box() -> Prediction {
+        blank_box(0.9699, (lab("1"), 0.0086), (Label::X, 0.0053))
     }
 
     #[test]
@@ -1956,15 +1957,7 @@ mod tests {
         // A digit, or a blank already surer, is left as it is.
         let digit = pbox("7", 0.9, "1");
         assert_eq!(trust_blank(&digit, QUIET_BLANK_CONFIDENCE), digit);
-        let sure_blank = Prediction {
-            label: Label::Blank,
-            confidence: 0.9999,
-            top: [
-                (Label::Blank, 0.9999),
-                (lab("1"), 0.00008),
-                (Label::X, 0.00002),
-            ],
-        };
+        let sure_blank = blank_box(0.9999, (lab("1"), 0.00008), (Label::X, 0.00002));
         assert_eq!(trust_blank(&sure_blank, QUIET_BLANK_CONFIDENCE), sure_blank);
     }
 
@@ -2017,15 +2010,7 @@ mod tests {
         // renormalisation over the top 3.
         let boxes = vec![
             pbox("X", 0.999_999, "8"),
-            Prediction {
-                label: Label::Blank,
-                confidence: 0.996,
-                top: [
-                    (Label::Blank, 0.996),
-                    (lab("7"), 0.0007),
-                    (lab("3"), 0.0006),
-                ],
-            },
+            blank_box(0.996, (lab("7"), 0.0007), (lab("3"), 0.0006)),
             pbox("2", 0.9997, "0"),
         ];
         let col = |d: u8| BubbleColumn {
