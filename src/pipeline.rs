@@ -421,6 +421,7 @@ impl<M: Model> Pipeline<M> {
                     rule: None,
                     page: Some(p),
                     file: Some(r.report.file.clone()),
+                    channel: None,
                 });
             }
             if let Some(err) = &r.report.error {
@@ -440,6 +441,7 @@ impl<M: Model> Pipeline<M> {
                     rule: None,
                     page: r.report.page,
                     file: Some(r.report.file.clone()),
+                    channel: None,
                 });
             }
             // (A page left unread for its alignment already has its flag, with the reason.)
@@ -457,6 +459,7 @@ impl<M: Model> Pipeline<M> {
                     rule: None,
                     page: Some(a.page),
                     file: Some(r.report.file.clone()),
+                    channel: None,
                 });
             }
         }
@@ -472,6 +475,7 @@ impl<M: Model> Pipeline<M> {
                     rule: None,
                     page: Some(p.number),
                     file: None,
+                    channel: None,
                 });
             }
         }

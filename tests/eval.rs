@@ -325,6 +325,31 @@ fn submission_level_and_officer_errors() {
 }
 
 #[test]
+fn a_tally_alarm_does_not_find_a_bubble_mismatch() {
+    // The same set, with s2's channel flag on votes.1 naming its channel: the bubbles find the
+    // officer's bubble/box mismatch, a tally alarm on the same field does not.
+    let found_with = |channel: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, r) = write_set(dir.path());
+        let text = std::fs::read_to_string(&r).unwrap().replace(
+            r#"{"code":"channel_disagreement","field":"votes.1","message":"m"}"#,
+            &format!(
+                r#"{{"channel":"{channel}","code":"channel_disagreement","field":"votes.1","message":"m"}}"#
+            ),
+        );
+        assert!(
+            text.contains(&format!(r#""channel":"{channel}""#)),
+            "{text}"
+        );
+        std::fs::write(&r, text).unwrap();
+        let e = evaluate(&scored(&t, &r), Some(&template()));
+        e.metrics.officer_errors.by_kind["bubble_mismatch"].count
+    };
+    assert_eq!(found_with("bubbles"), 1);
+    assert_eq!(found_with("tally"), 0);
+}
+
+#[test]
 fn page_level_and_alignment_error() {
     let (_d, e) = eval_set();
     let p = &e.metrics.pages;

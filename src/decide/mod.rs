@@ -257,6 +257,19 @@ pub struct Flag {
     pub page: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// For `channel_disagreement`: which channel disagrees with the boxes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+}
+
+/// A channel that backs up a field's digit boxes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The OMR bubble columns under a candidate's boxes.
+    Bubbles,
+    /// The tally grid's count range.
+    Tally,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -629,7 +642,10 @@ pub fn decide_pages(
             flags: Vec::new(),
             source: ev.source.clone(),
         };
-        let mut field_flag = |report: &mut FieldReport, code: FlagCode, message: String| {
+        let mut field_flag = |report: &mut FieldReport,
+                              code: FlagCode,
+                              channel: Option<Channel>,
+                              message: String| {
             report.flags.push(code.as_str().into());
             flags.push(Flag {
                 code,
@@ -638,12 +654,14 @@ pub fn decide_pages(
                 rule: None,
                 page: Some(f.page),
                 file: None,
+                channel,
             });
         };
         if cs.is_empty() {
             field_flag(
                 &mut report,
                 FlagCode::InvalidPattern,
+                None,
                 format!(
                     "{}: the boxes do not read as a number (X or blank after a digit)",
                     f.id
@@ -661,6 +679,7 @@ pub fn decide_pages(
                 field_flag(
                     &mut report,
                     FlagCode::ChannelDisagreement,
+                    Some(Channel::Bubbles),
                     format!(
                         "{}: the bubbles disagree with the boxes ({})",
                         f.id,
@@ -675,6 +694,7 @@ pub fn decide_pages(
             field_flag(
                 &mut report,
                 FlagCode::ChannelDisagreement,
+                Some(Channel::Tally),
                 format!(
                     "{}: value {v} is outside the tally grid's range {}..={} ({} cells marked)",
                     f.id, t.min, t.max, t.cells_marked
@@ -685,6 +705,7 @@ pub fn decide_pages(
             field_flag(
                 &mut report,
                 FlagCode::AlignmentPoor,
+                None,
                 format!("{}: the page could not be aligned precisely", f.id),
             );
         }
@@ -694,6 +715,7 @@ pub fn decide_pages(
             field_flag(
                 &mut report,
                 FlagCode::LowConfidence,
+                None,
                 format!(
                     "{}: faint ink or glare in box {} (too little contrast to read)",
                     f.id,
@@ -709,6 +731,7 @@ pub fn decide_pages(
             field_flag(
                 &mut report,
                 FlagCode::OffPhoto,
+                None,
                 format!("{}: part of the boxes is outside the photo", f.id),
             );
         }
@@ -750,6 +773,7 @@ pub fn decide_pages(
                 rule: None,
                 page: Some(f.page),
                 file: None,
+                channel: None,
             });
             continue;
         }
@@ -769,6 +793,7 @@ pub fn decide_pages(
                 rule: None,
                 page: Some(f.page),
                 file: None,
+                channel: None,
             });
         }
     }
@@ -813,6 +838,7 @@ pub fn decide_pages(
                     rule: Some(rule.id.clone()),
                     page: None,
                     file: None,
+                    channel: None,
                 },
             ));
         }
@@ -872,6 +898,7 @@ pub fn decide_pages(
                 rule: None,
                 page: None,
                 file: None,
+                channel: None,
             });
         }
         r.status = if passes && mine >= floor {

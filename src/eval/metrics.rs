@@ -4,7 +4,7 @@
 use super::stats::{CONFIDENCE, clopper_pearson_upper, ratio};
 use super::{Scored, Truth, base_name};
 use crate::align::Homography;
-use crate::decide::{FieldSource, FieldStatus, FlagCode};
+use crate::decide::{Channel, FieldSource, FieldStatus, FlagCode};
 use crate::pipeline::{PageReport, SubmissionStatus};
 use crate::recognize::Label;
 use crate::template::Template;
@@ -513,8 +513,11 @@ pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
                         && f.rule.as_deref() == Some(rule.as_str())
                 })
             } else if e.kind == "bubble_mismatch" {
+                // Found by the bubbles disagreeing, not by a tally alarm that happens to sit on
+                // the same field (results written before flags named their channel: any).
                 r.flags.iter().any(|f| {
                     f.code == FlagCode::ChannelDisagreement
+                        && f.channel.is_none_or(|c| c == Channel::Bubbles)
                         && f.field.as_ref().is_some_and(|fl| e.fields.contains(fl))
                 })
             } else {
