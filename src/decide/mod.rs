@@ -85,6 +85,9 @@ impl Default for DecideConfig {
 const UNLISTED_SATISFIES_EQUALITY: f64 = 0.02;
 /// Highest confidence of a field with a doubtful box (below any sensible acceptance threshold).
 const DOUBTFUL_CONFIDENCE_CAP: f64 = 0.5;
+/// The `reading_floor` of a field with a doubtful box: above any reading's probability (a
+/// doubtful box reads blank at the model's 0.97 at most), so no threshold accepts it.
+const DOUBTFUL_READING_FLOOR: f64 = 1.0;
 /// Probability that a box read as blank is blank when its ink map came out empty and the crop
 /// shows no trace of a mark (`segment::is_quiet`). The model's own answer for an all-zero input
 /// is about 0.97, near the share of digits among all empty ink maps (182 of 7,425 on tuning
@@ -873,6 +876,9 @@ pub fn decide_pages(
         }
         let mine = own.get(id).copied().unwrap_or(0.0);
         let floor = match weakest_partner(&by_id, &r.resolved_by, id, &own) {
+            // A box that may have lost a faint stroke: no reading of it is sure enough, at any
+            // threshold (`rekap eval --tune` must not count such a field as the threshold's).
+            _ if doubtful_fields.contains(id) => DOUBTFUL_READING_FLOOR,
             Some(p) if p >= cfg.strong_partner_confidence => cfg
                 .min_reading_confidence_strong_partners
                 .clamp(MIN_CONFIRMABLE_READING, cfg.min_reading_confidence),
@@ -2028,6 +2034,31 @@ mod tests {
             assert_eq!(f.boxes[0].confidence, QUIET_BLANK_CONFIDENCE, "{id}: {f:?}");
             assert_eq!(f.status, FieldStatus::Accepted, "{id}: {f:?}");
         }
+    }
+
+    #[test]
+    fn a_doubtful_box_holds_its_field_back_at_any_threshold() {
+        // b2.l's leading boxes came out empty on crops that may hold a faint stroke; its sure
+        // partners would otherwise let a 0.9 floor apply.
+        let mut evs = page1(&[(
+            "b2.l",
+            vec![empty_box(), empty_box(), pbox("2", 0.99999, "0")],
+        )]);
+        for e in evs.iter_mut().filter(|e| e.id == "b2.l") {
+            e.doubtful = vec![0, 1];
+        }
+        let lax = DecideConfig {
+            accept_threshold: 0.0,
+            unchecked_accept_threshold: 0.0,
+            ..DecideConfig::default()
+        };
+        let f = &decide(&template(), &evs, &lax).fields["b2.l"];
+        assert_eq!(f.reading_floor, Some(DOUBTFUL_READING_FLOOR), "{f:?}");
+        assert!(
+            f.reading_confidence
+                .is_some_and(|p| p < DOUBTFUL_READING_FLOOR)
+        );
+        assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
     }
 
     #[test]
