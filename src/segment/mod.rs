@@ -57,6 +57,8 @@ const QUIET_BORDER_PX: u32 = 3;
 /// Smoothing of the faint-mark test (Gaussian sigma, crop pixels): averages sensor and JPEG
 /// noise over about the width of a thin stroke, which keeps its darkness.
 const QUIET_SIGMA_PX: f32 = 0.8;
+/// Median absolute deviation to standard deviation, for Gaussian noise.
+const MAD_TO_SIGMA: f64 = 1.4826;
 /// Noise floor of the faint-mark test (grey levels): JPEG flattens 8x8 blocks of a blank crop
 /// to within a level or two, so their measured spread understates the noise and the step
 /// between two blocks reads as a mark. Tuning seeds 43 and 44 (empty ink maps on clear pages):
@@ -66,14 +68,15 @@ const QUIET_SIGMA_PX: f32 = 0.8;
 const QUIET_NOISE_FLOOR: f64 = 1.0;
 /// A crop whose ink map came out empty and whose faint-mark score is below this holds no trace
 /// of a mark: its blank reading is trusted ([`is_quiet`]). Chosen with `rekap crops --gray` on
-/// tuning seeds 43 (3 MP) and 44 (12 MP), empty ink maps with a grey range under 20 on pages
-/// without a hard case: below 2.9 lie 65 % (3 MP) and 88 % (12 MP) of the blank boxes and 3 of
-/// 59 digits (all three drawn with no ink by the generator); see the README ("Empty boxes").
+/// tuning seeds 43 (3 MP) and 44 (12 MP) when the noise floor was half a grey level: of the
+/// empty ink maps with a grey range under 20 on pages without a hard case, below 2.9 lay 65 %
+/// (3 MP) and 88 % (12 MP) of the blank boxes and 3 of 59 digits (all three drawn with no ink
+/// by the generator); see the README ("Empty boxes").
 pub const QUIET_MAX_SCORE: f64 = 2.9;
 
 /// Evidence of a mark too faint for the ink map: how far the darkest spot of the lightly
 /// smoothed crop (inside a 1 mm border) lies below its paper (the median grey level), in units
-/// of the smoothed crop's own noise (1.4826 x its median absolute deviation, at least
+/// of the smoothed crop's own noise ([`MAD_TO_SIGMA`] x its median absolute deviation, plus
 /// [`QUIET_NOISE_FLOOR`]). A stroke, even a faint one, is a connected run of darker samples and
 /// survives the smoothing; noise does not. An empty or all-border crop scores 0.
 pub fn faint_mark_score(gray: &GrayImage) -> f64 {
@@ -127,9 +130,10 @@ pub fn faint_mark_score(gray: &GrayImage) -> f64 {
         })
         .unwrap_or(255) as f64;
     let darkest = f64::from(smooth.iter().copied().fold(f32::INFINITY, f32::min));
-    let centre = median_f32(&mut smooth.clone());
+    // (the median reorders `smooth`; the deviations do not depend on the order)
+    let centre = median_f32(&mut smooth);
     let mut dev: Vec<f32> = smooth.iter().map(|v| (v - centre).abs()).collect();
-    let noise = 1.4826 * f64::from(median_f32(&mut dev)) + QUIET_NOISE_FLOOR;
+    let noise = MAD_TO_SIGMA * f64::from(median_f32(&mut dev)) + QUIET_NOISE_FLOOR;
     ((paper - darkest) / noise).max(0.0)
 }
 
@@ -1105,7 +1109,7 @@ mod tests {
         let darkest = sm.iter().copied().fold(f64::INFINITY, f64::min);
         let centre = median(&mut sm);
         let mut dev: Vec<f64> = sm.iter().map(|v| (v - centre).abs()).collect();
-        let noise = 1.4826 * median(&mut dev) + QUIET_NOISE_FLOOR;
+        let noise = MAD_TO_SIGMA * median(&mut dev) + QUIET_NOISE_FLOOR;
         ((paper - darkest) / noise).max(0.0)
     }
 
