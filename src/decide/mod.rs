@@ -745,8 +745,20 @@ pub fn decide_pages(
         fields.insert(f.id.clone(), report);
     }
 
+    let unresolved = fields.clone();
     resolve_with_rules(&rules, &mut fields, &cands, &doubtful_fields, cfg);
-    cap_unsupported_lifts(&rules, &mut fields, &cands, cfg);
+    let capped = cap_unsupported_lifts(&rules, &mut fields, &cands, cfg);
+    if !capped.is_empty() {
+        relift_through_sure_partners(
+            &rules,
+            &unresolved,
+            &mut fields,
+            &cands,
+            &doubtful_fields,
+            cfg,
+            &capped,
+        );
+    }
 
     // Fields no equality rule reads are accepted on the model's word alone: stricter threshold.
     let unchecked_ids = unchecked_fields(template, &rules);
@@ -936,14 +948,16 @@ fn own_confidence(cands: &HashMap<String, Vec<Candidate>>, id: &str, value: Opti
 /// was resolved with reads a partner below `min_partner_confidence` (or a missing one).
 /// Invariant: afterwards, a confidence above the field's own reading rests only on rules whose
 /// every other field reached `min_partner_confidence` on its own.
+/// Returns the fields whose lift was removed.
 fn cap_unsupported_lifts(
     rules: &[Rule],
     fields: &mut BTreeMap<String, FieldReport>,
     cands: &HashMap<String, Vec<Candidate>>,
     cfg: &DecideConfig,
-) {
+) -> Vec<String> {
     let own = own_confidences(fields, cands);
     let by_id: HashMap<&str, &Rule> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut capped = Vec::new();
     for (id, r) in fields.iter_mut() {
         let mine = own.get(id).copied().unwrap_or(0.0);
         if r.confidence <= mine {
@@ -953,6 +967,51 @@ fn cap_unsupported_lifts(
             .is_some_and(|p| p < cfg.min_partner_confidence)
         {
             r.confidence = mine;
+            capped.push(id.clone());
+        }
+    }
+    capped
+}
+
+/// A field whose lift [`cap_unsupported_lifts`] removed may still be confirmed by the rules in
+/// which every other field is sure on its own (at least `min_partner_confidence`): the joint
+/// posterior is computed again from the unresolved readings with those rules only, and the
+/// field takes that confidence when it names the same value and is higher. Invariant: the
+/// confidence of `capped` fields afterwards rests only on rules whose every other field reached
+/// `min_partner_confidence` on its own, and `resolved_by` names exactly those rules.
+fn relift_through_sure_partners(
+    rules: &[Rule],
+    unresolved: &BTreeMap<String, FieldReport>,
+    fields: &mut BTreeMap<String, FieldReport>,
+    cands: &HashMap<String, Vec<Candidate>>,
+    doubtful: &HashSet<String>,
+    cfg: &DecideConfig,
+    capped: &[String],
+) {
+    let own = own_confidences(fields, cands);
+    let sure = |f: &String| own.get(f).is_some_and(|p| *p >= cfg.min_partner_confidence);
+    // Every kept rule has at most one field that is not sure: the capped field it is kept for.
+    let kept: Vec<Rule> = rules
+        .iter()
+        .filter(|rule| {
+            capped.iter().any(|id| {
+                rule.fields.contains(id) && rule.fields.iter().all(|f| f == id || sure(f))
+            })
+        })
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        return;
+    }
+    let mut again = unresolved.clone();
+    resolve_with_rules(&kept, &mut again, cands, doubtful, cfg);
+    for id in capped {
+        let (Some(r), Some(a)) = (fields.get_mut(id), again.get(id)) else {
+            continue;
+        };
+        if a.value == r.value && a.confidence > r.confidence {
+            r.confidence = a.confidence;
+            r.resolved_by = a.resolved_by.clone();
         }
     }
 }
@@ -2058,6 +2117,54 @@ mod tests {
             f.reading_confidence
                 .is_some_and(|p| p < DOUBTFUL_READING_FLOOR)
         );
+        assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
+    }
+
+    #[test]
+    fn a_rule_with_sure_partners_confirms_what_an_unsure_one_cannot() {
+        // b2.l reads 2 at 0.995. Its sum b2.lp = b2.l + b2.p reads an unsure partner (b2.p: 1 at
+        // 0.8), so that rule may not vouch for it; b4.l = b1.l + b2.l + b3.l reads only sure
+        // partners and holds for 2 (not for 7): b2.l is confirmed through that rule alone.
+        let d = decide(
+            &template(),
+            &page1(&[
+                (
+                    "b2.l",
+                    sure_then("XX", [("2", 0.995), ("7", 0.004), ("1", 0.001)]),
+                ),
+                (
+                    "b2.p",
+                    sure_then("XX", [("1", 0.8), ("7", 0.19), ("4", 0.01)]),
+                ),
+            ]),
+            &DecideConfig::default(),
+        );
+        let f = &d.fields["b2.l"];
+        assert_eq!(f.value, Some(2));
+        assert!(f.resolved_by.iter().any(|r| r == "b4_sum.l"), "{f:?}");
+        assert!(!f.resolved_by.iter().any(|r| r == "b2.lp_sum"), "{f:?}");
+        assert!(f.confidence >= 0.997, "{f:?}");
+        assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
+        // The unsure partner itself stays flagged.
+        assert_eq!(d.fields["b2.p"].status, FieldStatus::Flagged);
+        // With only the unsure rule (b4.l no longer adds up for any reading of b2.l), no lift.
+        let d = decide(
+            &template(),
+            &page1(&[
+                (
+                    "b2.l",
+                    sure_then("XX", [("2", 0.995), ("7", 0.004), ("1", 0.001)]),
+                ),
+                (
+                    "b2.p",
+                    sure_then("XX", [("1", 0.8), ("7", 0.19), ("4", 0.01)]),
+                ),
+                ("b4.l", sure("X90")),
+            ]),
+            &DecideConfig::default(),
+        );
+        let f = &d.fields["b2.l"];
+        assert!(f.confidence < 0.997, "{f:?}");
         assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
     }
 
