@@ -2125,20 +2125,24 @@ mod tests {
         // b2.l reads 2 at 0.995. Its sum b2.lp = b2.l + b2.p reads an unsure partner (b2.p: 1 at
         // 0.8), so that rule may not vouch for it; b4.l = b1.l + b2.l + b3.l reads only sure
         // partners and holds for 2 (not for 7): b2.l is confirmed through that rule alone.
-        let d = decide(
-            &template(),
-            &page1(&[
-                (
-                    "b2.l",
-                    sure_then("XX", [("2", 0.995), ("7", 0.004), ("1", 0.001)]),
-                ),
-                (
-                    "b2.p",
-                    sure_then("XX", [("1", 0.8), ("7", 0.19), ("4", 0.01)]),
-                ),
-            ]),
-            &DecideConfig::default(),
-        );
+        let run = |b4_l: &str| {
+            decide(
+                &template(),
+                &page1(&[
+                    (
+                        "b2.l",
+                        sure_then("XX", [("2", 0.995), ("7", 0.004), ("1", 0.001)]),
+                    ),
+                    (
+                        "b2.p",
+                        sure_then("XX", [("1", 0.8), ("7", 0.19), ("4", 0.01)]),
+                    ),
+                    ("b4.l", sure(b4_l)),
+                ]),
+                &DecideConfig::default(),
+            )
+        };
+        let d = run("X83");
         let f = &d.fields["b2.l"];
         assert_eq!(f.value, Some(2));
         assert!(f.resolved_by.iter().any(|r| r == "b4_sum.l"), "{f:?}");
@@ -2148,21 +2152,7 @@ mod tests {
         // The unsure partner itself stays flagged.
         assert_eq!(d.fields["b2.p"].status, FieldStatus::Flagged);
         // With only the unsure rule (b4.l no longer adds up for any reading of b2.l), no lift.
-        let d = decide(
-            &template(),
-            &page1(&[
-                (
-                    "b2.l",
-                    sure_then("XX", [("2", 0.995), ("7", 0.004), ("1", 0.001)]),
-                ),
-                (
-                    "b2.p",
-                    sure_then("XX", [("1", 0.8), ("7", 0.19), ("4", 0.01)]),
-                ),
-                ("b4.l", sure("X90")),
-            ]),
-            &DecideConfig::default(),
-        );
+        let d = run("X90");
         let f = &d.fields["b2.l"];
         assert!(f.confidence < 0.997, "{f:?}");
         assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
