@@ -745,7 +745,11 @@ pub fn decide_pages(
         fields.insert(f.id.clone(), report);
     }
 
-    let unresolved = fields.clone();
+    // What the rules may change, as read before them (for `relift_through_sure_partners`).
+    let unresolved: HashMap<String, (Option<i64>, f64)> = fields
+        .iter()
+        .map(|(id, r)| (id.clone(), (r.value, r.confidence)))
+        .collect();
     resolve_with_rules(&rules, &mut fields, &cands, &doubtful_fields, cfg);
     let capped = cap_unsupported_lifts(&rules, &mut fields, &cands, cfg);
     if !capped.is_empty() {
@@ -975,13 +979,14 @@ fn cap_unsupported_lifts(
 
 /// A field whose lift [`cap_unsupported_lifts`] removed may still be confirmed by the rules in
 /// which every other field is sure on its own (at least `min_partner_confidence`): the joint
-/// posterior is computed again from the unresolved readings with those rules only, and the
+/// posterior is computed again from the readings as they were before the rules (`unresolved`:
+/// each field's value and confidence) with those rules only, and the
 /// field takes that confidence when it names the same value and is higher. Invariant: the
 /// confidence of `capped` fields afterwards rests only on rules whose every other field reached
 /// `min_partner_confidence` on its own, and `resolved_by` names exactly those rules.
 fn relift_through_sure_partners(
     rules: &[Rule],
-    unresolved: &BTreeMap<String, FieldReport>,
+    unresolved: &HashMap<String, (Option<i64>, f64)>,
     fields: &mut BTreeMap<String, FieldReport>,
     cands: &HashMap<String, Vec<Candidate>>,
     doubtful: &HashSet<String>,
@@ -1003,7 +1008,12 @@ fn relift_through_sure_partners(
     if kept.is_empty() {
         return;
     }
-    let mut again = unresolved.clone();
+    let mut again = fields.clone();
+    for (id, r) in again.iter_mut() {
+        if let Some(&(value, confidence)) = unresolved.get(id) {
+            (r.value, r.confidence) = (value, confidence);
+        }
+    }
     resolve_with_rules(&kept, &mut again, cands, doubtful, cfg);
     for id in capped {
         let (Some(r), Some(a)) = (fields.get_mut(id), again.get(id)) else {
@@ -1969,7 +1979,7 @@ mod tests {
         let weak_p = sure_then("10", [("1", 0.97), ("7", 0.029), ("4", 0.001)]);
         let d = decide(
             &template(),
-            &page1(&[("dpt.l", weak_l.clone()), ("dpt.p", weak_p)]),
+            &page1(&[("dpt.l", weak_l.clone()), ("dpt.p", weak_p.clone())]),
             &DecideConfig::default(),
         );
         for id in ["dpt.l", "dpt.p"] {
@@ -1989,13 +1999,7 @@ mod tests {
         };
         let d_trusting = decide(
             &template(),
-            &page1(&[
-                ("dpt.l", weak_l.clone()),
-                (
-                    "dpt.p",
-                    sure_then("10", [("1", 0.97), ("7", 0.029), ("4", 0.001)]),
-                ),
-            ]),
+            &page1(&[("dpt.l", weak_l.clone()), ("dpt.p", weak_p)]),
             &trusting,
         );
         for id in ["dpt.l", "dpt.p"] {

@@ -105,35 +105,26 @@ pub fn faint_mark_score(gray: &GrayImage) -> f64 {
                 .sum();
         }
     }
-    let mut smooth: Vec<f32> = Vec::with_capacity(iw * (y1 - y0));
+    let mut smooth: Vec<f64> = Vec::with_capacity(iw * (y1 - y0));
     let mut hist = [0usize; 256];
     for (row, y) in (y0..y1).enumerate() {
         for i in 0..iw {
-            smooth.push(
-                kernel
-                    .iter()
-                    .enumerate()
-                    .map(|(k, kv)| kv * horiz[(row + k) * iw + i])
-                    .sum(),
-            );
+            let v: f32 = kernel
+                .iter()
+                .enumerate()
+                .map(|(k, kv)| kv * horiz[(row + k) * iw + i])
+                .sum();
+            smooth.push(f64::from(v));
             hist[usize::from(px[y * w + x0 + i])] += 1;
         }
     }
-    // Paper: the median grey level of the inner crop (upper median, as `median`).
-    let n = smooth.len();
-    let mut seen = 0;
-    let paper = hist
-        .iter()
-        .position(|&c| {
-            seen += c;
-            seen > n / 2
-        })
-        .unwrap_or(255) as f64;
-    let darkest = f64::from(smooth.iter().copied().fold(f32::INFINITY, f32::min));
+    // Paper: the median grey level of the inner crop (the same sample as `median` picks).
+    let paper = normalize::quantile_level(&hist, smooth.len(), 0.5);
+    let darkest = smooth.iter().copied().fold(f64::INFINITY, f64::min);
     // (the median reorders `smooth`; the deviations do not depend on the order)
-    let centre = median_f32(&mut smooth);
-    let mut dev: Vec<f32> = smooth.iter().map(|v| (v - centre).abs()).collect();
-    let noise = MAD_TO_SIGMA * f64::from(median_f32(&mut dev)) + QUIET_NOISE_FLOOR;
+    let centre = median(&mut smooth);
+    let mut dev: Vec<f64> = smooth.iter().map(|v| (v - centre).abs()).collect();
+    let noise = MAD_TO_SIGMA * median(&mut dev) + QUIET_NOISE_FLOOR;
     ((paper - darkest) / noise).max(0.0)
 }
 
@@ -146,16 +137,6 @@ fn quiet_kernel() -> Vec<f32> {
         .collect();
     let sum: f32 = k.iter().sum();
     k.into_iter().map(|v| v / sum).collect()
-}
-
-/// Upper median of `v` (0 when empty); reorders `v`.
-fn median_f32(v: &mut [f32]) -> f32 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mid = v.len() / 2;
-    let (_, m, _) = v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
-    *m
 }
 
 /// Least median handwriting range ([`PageCrops::ink_range`]) of a page whose empty boxes may be

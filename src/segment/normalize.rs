@@ -154,7 +154,7 @@ pub const INK_QUANTILE: f64 = 0.01;
 pub const MIN_INK_CONTRAST: f64 = 28.0;
 
 /// Grey level at quantile `q` (0..=1) of a histogram holding `n` pixels.
-fn quantile_level(hist: &[usize; 256], n: usize, q: f64) -> f64 {
+pub(crate) fn quantile_level(hist: &[usize; 256], n: usize, q: f64) -> f64 {
     // Rank of the wanted pixel in sorted order, 0-based.
     let rank = ((n - 1) as f64 * q).round() as usize;
     let mut seen = 0usize;
