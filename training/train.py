@@ -47,6 +47,8 @@ DEFAULT_EMA_DECAY = 0.999
 EMA_BN_BATCHES = 100
 #: Seeds: training epochs use EPOCH_SEED_BASE + 1000 * epoch + chunk; held-out sets their own.
 EPOCH_SEED_BASE = 1_000_000
+#: --seed N shifts the epochs' data seeds by N * SEED_STRIDE (at most 100 epochs of 1000 chunks).
+SEED_STRIDE = 100_000
 SEED_VAL_AUG, SEED_SYNTH_TEST, SEED_T10K_BOX = 900_001, 900_002, 900_003
 #: ONNX Runtime must reproduce the training framework's logits within this (float32 round-off).
 ORT_PARITY_TOL = 1e-3
@@ -67,12 +69,14 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def epoch_jobs(epoch, xt, yt, chunks, scale=1.0, direct_frac=DIRECT_FRAC):
-    perm = np.random.default_rng(EPOCH_SEED_BASE + epoch).permutation(len(xt))
+def epoch_jobs(epoch, xt, yt, chunks, scale=1.0, direct_frac=DIRECT_FRAC, seed=0):
+    # seed 0 (the default) draws the shipped recipe's samples; another seed, fresh ones
+    base = EPOCH_SEED_BASE + SEED_STRIDE * seed
+    perm = np.random.default_rng(base + epoch).permutation(len(xt))
     parts = np.array_split(perm, chunks)
     nx = int(X_PER_EPOCH * scale) // chunks
     nb = int(BLANK_PER_EPOCH * scale) // chunks
-    return [(EPOCH_SEED_BASE + 1000 * epoch + c, xt[idx], yt[idx], nx, nb, 1.0, CLEAN_FRAC, None,
+    return [(base + 1000 * epoch + c, xt[idx], yt[idx], nx, nb, 1.0, CLEAN_FRAC, None,
              int(direct_frac * len(idx)))
             for c, idx in enumerate(parts)]
 
@@ -97,8 +101,16 @@ def main() -> int:
                     help="extra plain 28x28 (distorted) digits per epoch, as a share of the MNIST digits")
     ap.add_argument("--ema-decay", type=float, default=DEFAULT_EMA_DECAY,
                     help="decay of the weight EMA that is evaluated and exported (0: off)")
+    ap.add_argument("--extra-train", action="append", default=[], metavar="PREFIX",
+                    help="like --extra, but every crop trains (none held out), so the held-out "
+                         "crops stay those of the --extra sets; repeatable")
     ap.add_argument("--extra-holdout", type=float, default=0.15,
                     help="share of the extra crops held out for calibration and test metrics")
+    ap.add_argument("--init", metavar="ONNX", default=None,
+                    help="fine-tune: start from this exported model (batch norm stays as folded into "
+                         "its convolutions) instead of random weights; its held-out selection "
+                         "accuracy is printed first, for comparison")
+    ap.add_argument("--name", default=MODEL_NAME, help="model name written into the card")
     ap.add_argument("--evaluate", metavar="ONNX", default=None,
                     help="do not train: measure an exported model (e.g. one trained on another machine) "
                          "through onnxruntime on the same held-out sets, calibrate it and write its card")
@@ -118,7 +130,7 @@ def main() -> int:
     import optax
 
     from rekap_train import model as arch
-    from rekap_train.model import apply, count_params, export_onnx, init_params
+    from rekap_train.model import apply, count_params, export_onnx, init_params, params_from_onnx
 
     arch.CHANNELS = tuple(int(c) for c in args.channels.split(","))
     arch.HIDDEN = args.hidden
@@ -150,6 +162,11 @@ def main() -> int:
         xe_va, ye_va = xe[perm[:n_va]], ye[perm[:n_va]]
         xe_tr, ye_tr = xe[perm[n_va:]], ye[perm[n_va:]]
         log(f"pipeline crops: train {len(xe_tr)}  held-out {len(xe_va)}  from {', '.join(args.extra)}")
+    for prefix in args.extra_train:
+        xe_tr = np.concatenate([xe_tr, read_idx(prefix + "-images-idx3-ubyte.gz").astype(np.float32)[:, None] / 255.0])
+        ye_tr = np.concatenate([ye_tr, read_idx(prefix + "-labels-idx1-ubyte.gz").astype(np.int64)])
+    if args.extra_train:
+        log(f"pipeline crops: train {len(xe_tr)} with {', '.join(args.extra_train)} (train only)")
 
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(args.workers)
@@ -163,7 +180,7 @@ def main() -> int:
     # --evaluate trains nothing: no epochs, no EMA; the held-out sets above are the same
     n_epochs = 0 if args.evaluate else args.epochs
     if n_epochs:
-        pending = pool.map_async(make_batch_args, epoch_jobs(0, xt, yt, chunks, scale, args.direct_frac))
+        pending = pool.map_async(make_batch_args, epoch_jobs(0, xt, yt, chunks, scale, args.direct_frac, args.seed))
 
     # clean sets: the 28x28 MNIST image itself is the ink map (H = 28)
     val_clean = normalize_batch(xv.astype(np.float64) / 255.0)
@@ -172,6 +189,12 @@ def main() -> int:
     key = jax.random.PRNGKey(args.seed)
     key, k = jax.random.split(key)
     params, state = init_params(k)
+    init_sha = None
+    if args.init:
+        arch.FROZEN_BN = True
+        params, state = params_from_onnx(args.init)
+        with open(args.init, "rb") as fh:
+            init_sha = hashlib.sha256(fh.read()).hexdigest()
     n_direct = sum(int(args.direct_frac * len(p)) for p in np.array_split(np.arange(len(xt)), chunks))
     n_per_epoch = (len(xt) + n_direct + int(X_PER_EPOCH * scale) // chunks * chunks
                    + int(BLANK_PER_EPOCH * scale) // chunks * chunks + len(xe_tr))
@@ -218,11 +241,19 @@ def main() -> int:
         def logits_of(x, bs=1000):
             return logits_with(params, state, x, bs)
 
+    if args.init:
+        val_aug_init = held["val_aug"].get()
+        sel_x = np.concatenate([val_clean, val_aug_init[0], xe_va])
+        sel_y = np.concatenate([yv, val_aug_init[1], ye_va]).astype(np.int64)
+        acc_init = float((logits_with(params, state, sel_x).argmax(1) == sel_y).mean())
+        clean_init = float((logits_with(params, state, val_clean).argmax(1) == yv).mean())
+        log(f"--init {args.init}: held-out crops accuracy {acc_init:.4%} (clean {clean_init:.4%})")
+
     for epoch in range(n_epochs):
         t0 = time.time()
         parts = pending.get()
         if epoch + 1 < n_epochs:
-            pending = pool.map_async(make_batch_args, epoch_jobs(epoch + 1, xt, yt, chunks, scale, args.direct_frac))
+            pending = pool.map_async(make_batch_args, epoch_jobs(epoch + 1, xt, yt, chunks, scale, args.direct_frac, args.seed))
         x_ep = np.concatenate([p[0] for p in parts] + [xe_tr])
         y_ep = np.concatenate([p[1] for p in parts] + [ye_tr.astype(parts[0][1].dtype)])
         perm = np.random.default_rng(args.seed * 7919 + epoch).permutation(len(x_ep))
@@ -244,7 +275,9 @@ def main() -> int:
     # over EMA_BN_BATCHES training batches of the last epoch (forward only, no update).
     # The EMA is used unless the last weights read the held-out crops (MNIST held-out clean and
     # degraded, held-out pipeline crops: the calibration set, never t10k) more accurately.
-    if ema_decay > 0:
+    if ema_decay > 0 and arch.FROZEN_BN:
+        ema_state = state  # frozen (folded) batch norm: nothing to re-estimate
+    if ema_decay > 0 and not arch.FROZEN_BN:
         sums = None
         nb_bn = min(EMA_BN_BATCHES, steps_per_epoch)
         for i in range(nb_bn):
@@ -255,6 +288,7 @@ def main() -> int:
         # batch_stats returns MOM*old + (1-MOM)*batch: undo the momentum to get the batch mean
         ema_state = jax.tree_util.tree_map(
             lambda sm, old: (sm / nb_bn - arch.BN_MOMENTUM * old) / (1 - arch.BN_MOMENTUM), sums, state)
+    if ema_decay > 0:
         val_aug_sel = held["val_aug"].get()
         sel_x = np.concatenate([val_clean, val_aug_sel[0], xe_va])
         sel_y = np.concatenate([yv, val_aug_sel[1], ye_va]).astype(np.int64)
@@ -366,7 +400,7 @@ def main() -> int:
     wall = time.time() - t_start
     card = {
         "schema": "rekap-model/1",
-        "name": MODEL_NAME,
+        "name": args.name,
         "classes": CLASSES,
         "input": {"name": "input", "shape": [-1, 1, 28, 28], "dtype": "float32", "preprocessing": "rekap-mnist-v1"},
         "output": {"name": "logits"},
@@ -379,7 +413,7 @@ def main() -> int:
                      "generated by training/rekap_train/synth.py. t10k used only for test metrics."
                      + (" Plus box crops cut by `rekap crops` (the pipeline's own alignment and "
                         "segmentation) from rekap synth photos written with MNIST train digits."
-                        if args.extra else "")),
+                        if args.extra or args.extra_train else "")),
             "licence": "model weights: derived from MNIST (CC BY-SA 3.0); code: the repository's licence",
             # the command as run (train.py is documented to be started with nice from the root)
             "command": args.trained_with or ("nice training/.venv/bin/python " + shlex.join(sys.argv)),
@@ -387,6 +421,9 @@ def main() -> int:
             "epochs": args.epochs,
             "architecture": (f"[conv3x3-BN-ReLU-maxpool2] x 3 ({args.channels} channels), "
                              f"dense {args.hidden} + ReLU, dense 12"),
+            **({"init": {"file": os.path.basename(args.init), "sha256": init_sha,
+                         "note": "fine-tuned from this model; its batch norm stayed folded (frozen)"}}
+               if args.init else {}),
             "weights": ("as exported by the training run (see framework)" if args.evaluate
                         else f"exponential moving average of the weights (decay {ema_decay})" if use_ema
                         else "weights after the last step"),

@@ -18,6 +18,9 @@ N_CLASSES = 12
 DROPOUT = 0.3
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.95
+#: Fine-tuning an exported model (train.py --init): its batch norm is already folded into the
+#: convolutions, so training uses the stored statistics (identity) instead of batch statistics.
+FROZEN_BN = False
 
 
 def init_params(key):
@@ -54,7 +57,7 @@ def apply(params, state, x_nchw, train: bool, key=None):
     for i in range(len(CHANNELS)):
         p = params[f"conv{i}"]
         x = _conv(x, p["w"])
-        if train:
+        if train and not FROZEN_BN:
             mean = x.mean(axis=(0, 1, 2))
             var = x.var(axis=(0, 1, 2))
             old = state[f"bn{i}"]
@@ -64,6 +67,8 @@ def apply(params, state, x_nchw, train: bool, key=None):
             }
         else:
             mean, var = state[f"bn{i}"]["mean"], state[f"bn{i}"]["var"]
+            if train:
+                new_state[f"bn{i}"] = state[f"bn{i}"]
         x = (x - mean) * (p["gamma"] / jnp.sqrt(var + BN_EPS)) + p["beta"]
         x = _pool(jax.nn.relu(x))
     x = x.reshape(x.shape[0], -1)  # (h, w, c) order
@@ -73,6 +78,33 @@ def apply(params, state, x_nchw, train: bool, key=None):
         x = jnp.where(keep, x / (1 - DROPOUT), 0.0)
     logits = x @ params["fc2"]["w"] + params["fc2"]["b"]
     return (logits, new_state) if train else logits
+
+
+def params_from_onnx(path: str):
+    """Parameters and state equal to an exported model (the inverse of `export_onnx`): each
+    convolution takes the folded weights, its batch norm becomes the identity (gamma 1, beta =
+    the folded bias, mean 0, var 1 - BN_EPS) and must stay frozen (FROZEN_BN) while training."""
+    import onnx
+    from onnx import numpy_helper
+
+    init = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    params, state = {}, {}
+    for i in range(len(CHANNELS)):
+        w = init[f"conv{i}.w"]  # OIHW
+        if w.shape[0] != CHANNELS[i]:
+            raise ValueError(f"{path}: conv{i} has {w.shape[0]} channels, --channels says {CHANNELS[i]}")
+        c = w.shape[0]
+        params[f"conv{i}"] = {"w": jnp.asarray(np.transpose(w, (2, 3, 1, 0))), "gamma": jnp.ones(c),
+                              "beta": jnp.asarray(init[f"conv{i}.b"])}
+        state[f"bn{i}"] = {"mean": jnp.zeros(c), "var": jnp.full(c, 1.0 - BN_EPS)}
+    c = CHANNELS[-1]
+    w1 = init["fc1.w"]  # rows in (c, h, w) order
+    if w1.shape[1] != HIDDEN:
+        raise ValueError(f"{path}: hidden layer has {w1.shape[1]} units, --hidden says {HIDDEN}")
+    w1 = w1.reshape(c, 3, 3, HIDDEN).transpose(1, 2, 0, 3).reshape(-1, HIDDEN)
+    params["fc1"] = {"w": jnp.asarray(w1), "b": jnp.asarray(init["fc1.b"])}
+    params["fc2"] = {"w": jnp.asarray(init["fc2.w"]), "b": jnp.asarray(init["fc2.b"])}
+    return params, state
 
 
 def count_params(params) -> int:
