@@ -530,14 +530,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
     if let Some(t) = &tuned {
         println!(
             "\ntuned acceptance threshold: {:.6} (target: 95% upper bound on the field silent \
-             error rate <= {}; here {} accepted, {} reviews, {} silent errors, bound {:.6}); \
-             written to {}. Measure it on another set (another synth seed).",
+             error rate <= {}, and as many errors predicted by the confidences; here {} \
+             accepted, {} reviews, {} silent errors, bound {:.6}, predicted {:.1}); written to {}. \
+             Measure it on another set (another synth seed).",
             t.threshold,
             t.target,
             t.accepted,
             t.reviews,
             t.silent_errors,
             t.upper95,
+            t.expected_errors,
             args.tune_out.display()
         );
     }

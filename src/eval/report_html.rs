@@ -705,15 +705,17 @@ pub fn render(input: &ReportInput) -> String {
         let _ = write!(
             out,
             "<h2 id=\"tuning\">Tuning</h2><p>Target: 95% upper bound on the field silent error \
-             rate at most {}. Chosen acceptance threshold <b>{:.6}</b>: {} of {} fields \
-             accepted, {} reviews, {} silent errors, bound {}. Measure it on another set.</p>",
+             rate at most {}, and as many errors predicted by the confidences. Chosen \
+             acceptance threshold <b>{:.6}</b>: {} of {} fields accepted, {} reviews, {} silent \
+             errors, bound {}, predicted {:.1}. Measure it on another set.</p>",
             t.target,
             t.threshold,
             t.accepted,
             t.fields,
             t.reviews,
             t.silent_errors,
-            pct(t.upper95)
+            pct(t.upper95),
+            t.expected_errors
         );
     }
     let rel: Vec<(&str, &[CalibrationBin])> = input

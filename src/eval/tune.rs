@@ -2,6 +2,14 @@
 //! bound on the field silent error rate (accepted-and-wrong fields among all scored fields) at
 //! or below TARGET on this set, with the fewest fields sent to review.
 //!
+//! A set without errors among its sure fields bounds the overall rate but says little about
+//! the few fields a much lower threshold would add (on seed 57 every field the threshold decides
+//! happened to be right, so the bound alone allowed a threshold of 0). So the confidences must
+//! agree too: the errors they predict, the sum of `1 - confidence` over the accepted fields
+//! (calibrated probabilities; `eval` reports their ECE), divided by the scored fields, must
+//! also stay at or below TARGET; and the threshold never goes under `MIN_TUNED_THRESHOLD`
+//! (0.5: an accepted field must at least be more likely right than wrong).
+//!
 //! Only fields whose acceptance the threshold alone decides (read, flagged for nothing but low
 //! confidence, and at or above their `reading_floor` on their own evidence) move; fields with
 //! any other flag, or held back by that reading floor, stay in review whatever the threshold.
@@ -28,7 +36,13 @@ pub struct TuneResult {
     pub reviews: u64,
     pub silent_errors: u64,
     pub upper95: f64,
+    /// Silent errors the accepted fields' confidences predict (sum of `1 - confidence`).
+    pub expected_errors: f64,
 }
+
+/// The tuned threshold never goes below this: a field accepted must at least be more likely
+/// right than wrong by its own confidence, whatever the error budget of the set allows.
+pub const MIN_TUNED_THRESHOLD: f64 = 0.5;
 
 /// Fewest scored fields for which zero silent errors gives an upper bound <= `target`.
 fn fields_needed(target: f64) -> u64 {
@@ -67,20 +81,25 @@ pub fn tune(fields: &[FieldOutcome], target: f64) -> Result<TuneResult, EvalErro
         reviews: n,
         silent_errors: 0,
         upper95: nothing,
+        expected_errors: 0.0,
     };
-    let (mut acc, mut err) = (0u64, 0u64);
+    let (mut acc, mut err, mut expected) = (0u64, 0u64, 0.0f64);
     let mut i = 0;
     while i < movable.len() {
         let t = movable[i].0;
+        if t < MIN_TUNED_THRESHOLD {
+            break;
+        }
         while i < movable.len() && movable[i].0 == t {
             acc += 1;
             err += u64::from(!movable[i].1);
+            expected += (1.0 - movable[i].0).max(0.0);
             i += 1;
         }
         let ub = clopper_pearson_upper(err, n, CONFIDENCE);
-        // The bound only grows as the threshold falls (errors never decrease), so the last
-        // threshold that meets the target accepts the most.
-        if ub <= target {
+        // Both the bound and the predicted errors only grow as the threshold falls, so the
+        // last threshold that meets the target on both accepts the most.
+        if ub <= target && expected / n as f64 <= target {
             best = TuneResult {
                 target,
                 threshold: t,
@@ -89,6 +108,7 @@ pub fn tune(fields: &[FieldOutcome], target: f64) -> Result<TuneResult, EvalErro
                 reviews: n - acc,
                 silent_errors: err,
                 upper95: ub,
+                expected_errors: expected,
             };
         } else {
             break;
@@ -139,5 +159,30 @@ mod tests {
         fields[40].reading_confidence = None;
         let t = tune(&fields, 0.1).unwrap();
         assert_eq!((t.accepted, t.silent_errors), (0, 0), "{t:?}");
+    }
+
+    #[test]
+    fn an_error_free_set_does_not_admit_what_the_confidences_call_unsure() {
+        // 5,000 sure fields and 20 unsure ones (0.5), all of them right on this set: the bound
+        // on the observed errors would allow accepting everything, but 20 fields at 0.5 predict
+        // 10 errors in 5,020 (0.2 %), over a target of 0.1 %.
+        let mut fields: Vec<FieldOutcome> = (0..5000)
+            .map(|_| outcome(0.9995, Some(0.9995), true))
+            .collect();
+        fields.extend((0..20).map(|_| outcome(0.5, Some(0.999), true)));
+        let t = tune(&fields, 0.001).unwrap();
+        assert_eq!((t.accepted, t.silent_errors), (5000, 0), "{t:?}");
+        assert!((t.threshold - 0.9995).abs() < 1e-12, "{t:?}");
+        assert!((t.expected_errors - 2.5).abs() < 1e-6, "{t:?}");
+        // Two of them at 0.5 predict one error in 5,002 (0.02 %): accepted.
+        fields.truncate(5002);
+        let t = tune(&fields, 0.001).unwrap();
+        assert_eq!(t.accepted, 5002, "{t:?}");
+        assert!(t.threshold <= 0.5, "{t:?}");
+        // One at 0.4 is never accepted, even where the budget would allow it.
+        fields.push(outcome(0.4, Some(0.999), true));
+        let t = tune(&fields, 0.001).unwrap();
+        assert_eq!(t.accepted, 5002, "{t:?}");
+        assert!((t.threshold - 0.5).abs() < 1e-12, "{t:?}");
     }
 }
