@@ -765,9 +765,14 @@ pub fn decide_pages(
     }
 
     // Fields no equality rule reads are accepted on the model's word alone: stricter threshold.
+    // So are fields whose every equality rule reads another field that is unsure on its own: such
+    // a rule cannot catch a misread, since the unsure partner may be misread to match (seed 45,
+    // a fine-tuned model: invalid.row1 read 6 for 5 at p = 0.995 while the total, read 6 at
+    // p = 0.50, made the rows' sum hold).
     let unchecked_ids = unchecked_fields(template, &rules);
+    let sure_checked = checked_by_sure_partners(&rules, &fields, &cands, cfg);
     let threshold_of = |id: &str| {
-        if unchecked_ids.contains(id) {
+        if unchecked_ids.contains(id) || !sure_checked.contains(id) {
             cfg.accept_threshold.max(cfg.unchecked_accept_threshold)
         } else {
             cfg.accept_threshold
@@ -1566,6 +1571,33 @@ fn joint_posterior(
     Some(post)
 }
 
+/// Fields read by at least one equality rule (hard or soft) whose every other field is read,
+/// and sure of its value on its own evidence (at least `min_partner_confidence`). Only such a
+/// rule can tell a misread of the field from the truth; the others may hold by a second misread.
+fn checked_by_sure_partners(
+    rules: &[Rule],
+    fields: &BTreeMap<String, FieldReport>,
+    cands: &HashMap<String, Vec<Candidate>>,
+    cfg: &DecideConfig,
+) -> HashSet<String> {
+    let own = own_confidences(fields, cands);
+    let sure = |id: &str| {
+        fields.get(id).is_some_and(|r| r.value.is_some())
+            && own
+                .get(id)
+                .is_some_and(|p| *p >= cfg.min_partner_confidence)
+    };
+    let mut out = HashSet::new();
+    for rule in rules.iter().filter(|r| r.op == CmpOp::Eq) {
+        for id in &rule.fields {
+            if !out.contains(id) && rule.fields.iter().all(|f| f == id || sure(f)) {
+                out.insert(id.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Numeric fields of `template` that no equality rule (hard or soft) reads.
 pub fn unchecked_fields(template: &Template, rules: &[Rule]) -> HashSet<String> {
     template
@@ -1846,6 +1878,33 @@ mod tests {
         assert!(weak.flags.iter().any(|c| c == "low_confidence"));
         let strong = day(0.9999);
         assert_eq!(strong.status, FieldStatus::Accepted, "{strong:?}");
+    }
+
+    #[test]
+    fn a_rule_that_holds_by_an_unsure_partner_checks_nothing() {
+        // disabled.lp = disabled.l + disabled.p, p read 0 for sure. l reads 1 at 0.998 on its
+        // own: enough for a checked field (0.997), not for an unchecked one (0.999).
+        let t = template();
+        let cfg = DecideConfig::default();
+        let l = sure_then("XX", [("1", 0.998), ("7", 0.0018), ("4", 0.0002)]);
+        let decide_with = |lp_p: f32| {
+            let lp = sure_then("XX", [("1", lp_p), ("7", 1.0 - lp_p), ("4", 0.0)]);
+            decide(
+                &t,
+                &page1(&[("disabled.l", l.clone()), ("disabled.lp", lp)]),
+                &cfg,
+            )
+            .fields["disabled.l"]
+                .clone()
+        };
+        // lp read 1 at 0.6: the sum holds, but lp could be a second misread that matches.
+        let weak = decide_with(0.6);
+        assert_eq!(weak.value, Some(1));
+        assert_eq!(weak.status, FieldStatus::Flagged, "{weak:?}");
+        assert!(weak.flags.iter().any(|c| c == "low_confidence"), "{weak:?}");
+        // lp sure: the sum checks l.
+        let checked = decide_with(0.99999);
+        assert_eq!(checked.status, FieldStatus::Accepted, "{checked:?}");
     }
 
     #[test]
