@@ -770,7 +770,8 @@ pub fn decide_pages(
     // a fine-tuned model: invalid.row1 read 6 for 5 at p = 0.995 while the total, read 6 at
     // p = 0.50, made the rows' sum hold).
     let unchecked_ids = unchecked_fields(template, &rules);
-    let sure_checked = checked_by_sure_partners(&rules, &fields, &cands, cfg);
+    let contested = contested_fields(&rules, &fields);
+    let sure_checked = checked_by_sure_partners(&rules, &fields, &cands, &contested, cfg);
     let threshold_of = |id: &str| {
         if unchecked_ids.contains(id) || !sure_checked.contains(id) {
             cfg.accept_threshold.max(cfg.unchecked_accept_threshold)
@@ -889,14 +890,21 @@ pub fn decide_pages(
     }
     // Rules may confirm a reading only when it was already fairly sure on its own evidence;
     // a less sure one only through partners that are sure on theirs.
+    // A partner that a broken rule contradicts is no witness, however sure its reading (seed 91,
+    // handwriting fonts: ballots.used read 103 for 183 at p = 1.0, broken against the total,
+    // confirmed ballots.received read 210 for 290 at 0.98 through the ballots' balance).
     let own = own_confidences(&fields, &cands);
+    let witness: HashMap<String, f64> = own
+        .iter()
+        .map(|(id, p)| (id.clone(), if contested.contains(id) { 0.0 } else { *p }))
+        .collect();
     let by_id: HashMap<&str, &Rule> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
     for (id, r) in fields.iter_mut() {
         if r.status == FieldStatus::Missing {
             continue;
         }
         let mine = own.get(id).copied().unwrap_or(0.0);
-        let floor = match weakest_partner(&by_id, &r.resolved_by, id, &own) {
+        let floor = match weakest_partner(&by_id, &r.resolved_by, id, &witness) {
             // A box that may have lost a faint stroke: no reading of it is sure enough, at any
             // threshold (`rekap eval --tune` must not count such a field as the threshold's).
             _ if doubtful_fields.contains(id) => DOUBTFUL_READING_FLOOR,
@@ -1571,18 +1579,32 @@ fn joint_posterior(
     Some(post)
 }
 
+/// Fields read by a rule (hard or soft, any comparison) that the fields' values break: their
+/// values are in question, so they may not vouch for another field's reading.
+fn contested_fields(rules: &[Rule], fields: &BTreeMap<String, FieldReport>) -> HashSet<String> {
+    let value_of = |id: &str| fields.get(id).and_then(|r| r.value);
+    rules
+        .iter()
+        .filter(|r| matches!(r.evaluate(&value_of), RuleOutcome::Violated { .. }))
+        .flat_map(|r| r.fields.iter().cloned())
+        .collect()
+}
+
 /// Fields read by at least one equality rule (hard or soft) whose every other field is read,
-/// and sure of its value on its own evidence (at least `min_partner_confidence`). Only such a
+/// uncontested (see [`contested_fields`]) and sure of its value on its own evidence (at least
+/// `min_partner_confidence`). Only such a
 /// rule can tell a misread of the field from the truth; the others may hold by a second misread.
 fn checked_by_sure_partners(
     rules: &[Rule],
     fields: &BTreeMap<String, FieldReport>,
     cands: &HashMap<String, Vec<Candidate>>,
+    contested: &HashSet<String>,
     cfg: &DecideConfig,
 ) -> HashSet<String> {
     let own = own_confidences(fields, cands);
     let sure = |id: &str| {
         fields.get(id).is_some_and(|r| r.value.is_some())
+            && !contested.contains(id)
             && own
                 .get(id)
                 .is_some_and(|p| *p >= cfg.min_partner_confidence)
@@ -2026,6 +2048,29 @@ mod tests {
         assert_eq!(f.value, Some(99));
         assert!(f.resolved_by.iter().any(|r| r == "dpt.lp_sum"), "{f:?}");
         assert_eq!(f.status, FieldStatus::Accepted, "{f:?}");
+    }
+
+    #[test]
+    fn a_partner_that_a_broken_rule_contradicts_confirms_nothing() {
+        // dpt.l reads 99 at 0.95; dpt.p and dpt.lp read for sure, so the sum would confirm it
+        // (a_consistent_cross_check_raises_confidence). But b1.p reads 102 for sure, over
+        // dpt.p = 101: b1.p <= dpt.p is broken, so dpt.p may be misread too, and dpt.l must
+        // stand on its own reading.
+        let weak_l = sure_then("X9", [("9", 0.95), ("8", 0.04), ("4", 0.01)]);
+        let d = decide(
+            &template(),
+            &page1(&[("dpt.l", weak_l), ("b1.p", sure("102"))]),
+            &DecideConfig::default(),
+        );
+        assert!(
+            d.checks
+                .iter()
+                .any(|c| c.rule == "b1.p_le_dpt" && c.status == CheckStatus::Violated)
+        );
+        let f = &d.fields["dpt.l"];
+        assert_eq!(f.value, Some(99));
+        assert_eq!(f.reading_floor, Some(0.99), "{f:?}");
+        assert_eq!(f.status, FieldStatus::Flagged, "{f:?}");
     }
 
     #[test]
