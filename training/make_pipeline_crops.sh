@@ -3,9 +3,10 @@
 # digits (never t10k), read back by rekap's own alignment and segmentation (`rekap crops`), so
 # the model trains on exactly what `rekap process` feeds it. Output: training/data/ (git-ignored).
 #
-#   training/make_pipeline_crops.sh            # then:
-#   nice training/.venv/bin/python training/train.py --mnist ../shared/data/mnist --out models/ \
-#       --epochs 6 --extra training/data/pipeline-a --extra training/data/pipeline-b --extra training/data/pipeline-c
+#   training/make_pipeline_crops.sh            # then train.py as training/README.md says
+#
+# pipeline-a..c: the held-out split of train.py's --extra comes from these (v4, v5, v6);
+# pipeline-d, -e: train-only crops (--extra-train) added for the v6 fine-tuning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MNIST="${MNIST:-../shared/data/mnist}"
@@ -13,10 +14,14 @@ OUT=training/data
 mkdir -p "$OUT"
 cargo build --release --quiet
 BIN=target/release/rekap
-# Seeds 9001-9003 are reserved for training data; tests and measurements use other seeds.
+# Seeds 9001-9005 are reserved for training data; tests and measurements use other seeds.
 "$BIN" synth --count 250 --seed 9001 --size 3mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-a"
 "$BIN" synth --count 150 --seed 9002 --size 1.5mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-b"
 "$BIN" synth --count 100 --seed 9003 --size 12mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-c"
+"$BIN" synth --count 250 --seed 9004 --size 3mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-d"
+"$BIN" synth --count 100 --seed 9005 --size 12mp --digits "$MNIST/train-images-idx3-ubyte.gz" --out "$OUT/synth-e"
 "$BIN" crops --truth "$OUT/synth-a" --out "$OUT/pipeline-a"
 "$BIN" crops --truth "$OUT/synth-b" --out "$OUT/pipeline-b"
 "$BIN" crops --truth "$OUT/synth-c" --out "$OUT/pipeline-c"
+"$BIN" crops --truth "$OUT/synth-d" --out "$OUT/pipeline-d"
+"$BIN" crops --truth "$OUT/synth-e" --out "$OUT/pipeline-e"
