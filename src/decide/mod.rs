@@ -1592,8 +1592,8 @@ fn contested_fields(rules: &[Rule], fields: &BTreeMap<String, FieldReport>) -> H
 
 /// Fields read by at least one equality rule (hard or soft) whose every other field is read,
 /// uncontested (see [`contested_fields`]) and sure of its value on its own evidence (at least
-/// `min_partner_confidence`). Only such a
-/// rule can tell a misread of the field from the truth; the others may hold by a second misread.
+/// `min_partner_confidence`). Only such a rule can tell a misread of the field from the truth;
+/// the others may hold by a second misread.
 fn checked_by_sure_partners(
     rules: &[Rule],
     fields: &BTreeMap<String, FieldReport>,
