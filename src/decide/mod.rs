@@ -25,8 +25,9 @@ pub struct DecideConfig {
     /// Minimum probability that a field's value is right for it to be accepted.
     pub accept_threshold: f64,
     /// Minimum probability for a field that no equality rule (hard or soft) checks, such as the
-    /// date: its acceptance rests on the model alone, so it needs more than `accept_threshold`
-    /// (the higher of the two applies).
+    /// date, or none through partners that are read, sure (`min_partner_confidence`) and read by
+    /// no broken rule: its acceptance rests on the model alone, so it needs more than
+    /// `accept_threshold` (the higher of the two applies).
     pub unchecked_accept_threshold: f64,
     /// Minimum probability of the reported value on the field's own evidence (its boxes and
     /// bubbles, before any rule). Rules can confirm a reading the model is already fairly sure
