@@ -805,7 +805,21 @@ pub fn decide_pages(
     // a fine-tuned model: invalid.row1 read 6 for 5 at p = 0.995 while the total, read 6 at
     // p = 0.50, made the rows' sum hold).
     let unchecked_ids = unchecked_fields(template, &rules);
-    let contested = contested_fields(&rules, &fields);
+    // A row total whose boxes are all blank or X is reported missing (flagged), but an officer
+    // leaves the rows a tally did not reach empty: the checks count such a row as 0, so a sum
+    // over the rows stays decidable (seed 77: row 5 left empty made the rows' sum unknown, and a
+    // misread row 2 went unchecked). Only the checks do: no reading is lifted by it.
+    let blank_rows: HashSet<String> = template
+        .numeric_fields()
+        .filter(|f| f.kind == FieldKind::RowTotals)
+        .filter(|f| {
+            fields
+                .get(&f.id)
+                .is_some_and(|r| r.value.is_none() && !r.alternatives.is_empty())
+        })
+        .map(|f| f.id.clone())
+        .collect();
+    let contested = contested_fields(&rules, &fields, &blank_rows);
     let sure_checked = checked_by_sure_partners(&rules, &fields, &cands, &contested, cfg);
     let threshold_of = |id: &str| {
         if unchecked_ids.contains(id) || !sure_checked.contains(id) {
@@ -858,8 +872,8 @@ pub fn decide_pages(
         }
     }
 
-    // Checks on the final values; violations flag every field they read.
-    let value_of = |id: &str| fields.get(id).and_then(|r| r.value);
+    // Checks on the final values (empty row totals as 0); violations flag every field they read.
+    let value_of = |id: &str| checked_value(&fields, &blank_rows, id);
     let mut checks = Vec::new();
     let mut rule_flags: Vec<(Vec<String>, Flag)> = Vec::new();
     for rule in &rules {
@@ -1614,15 +1628,33 @@ fn joint_posterior(
     Some(post)
 }
 
-/// Fields read by a rule (hard or soft, any comparison) that the fields' values break: their
-/// values are in question, so they may not vouch for another field's reading.
-fn contested_fields(rules: &[Rule], fields: &BTreeMap<String, FieldReport>) -> HashSet<String> {
-    let value_of = |id: &str| fields.get(id).and_then(|r| r.value);
+/// Fields read by a rule (hard or soft, any comparison) that the fields' values break (empty row
+/// totals as 0, see [`checked_value`]): their values are in question, so they may not vouch for
+/// another field's reading.
+fn contested_fields(
+    rules: &[Rule],
+    fields: &BTreeMap<String, FieldReport>,
+    blank_rows: &HashSet<String>,
+) -> HashSet<String> {
+    let value_of = |id: &str| checked_value(fields, blank_rows, id);
     rules
         .iter()
         .filter(|r| matches!(r.evaluate(&value_of), RuleOutcome::Violated { .. }))
         .flat_map(|r| r.fields.iter().cloned())
         .collect()
+}
+
+/// A field's value as the checks use it: as read, and 0 for a row total left empty
+/// (`blank_rows`: every box blank or X).
+fn checked_value(
+    fields: &BTreeMap<String, FieldReport>,
+    blank_rows: &HashSet<String>,
+    id: &str,
+) -> Option<i64> {
+    if blank_rows.contains(id) {
+        return Some(0);
+    }
+    fields.get(id).and_then(|r| r.value)
 }
 
 /// Fields read by at least one equality rule (hard or soft) whose every other field is read,
@@ -1991,6 +2023,43 @@ mod tests {
             (0..=3).map(in_order_tally_min).collect::<Vec<_>>(),
             vec![0, 1, 6, 11]
         );
+    }
+
+    #[test]
+    fn an_empty_row_total_counts_as_zero_in_the_checks() {
+        let t = template();
+        let rows = |total: &str| {
+            let mut e: Vec<FieldEvidence> = [
+                ("invalid.row1", "X5"),
+                ("invalid.row2", "X0"),
+                ("invalid.row3", "X0"),
+                ("invalid.row4", "X0"),
+                ("invalid.row5", "__"),
+            ]
+            .iter()
+            .map(|(id, v)| ev(id, sure(v)))
+            .collect();
+            e.push(ev("invalid", sure(total)));
+            decide(&t, &e, &DecideConfig::default())
+        };
+        let status = |d: &Decision| {
+            d.checks
+                .iter()
+                .find(|c| c.rule == "invalid.rows_sum")
+                .map(|c| c.status)
+        };
+        // Row 5 left empty: reported missing, but the rows' sum is decided with it as 0.
+        let wrong = rows("XX6");
+        assert_eq!(status(&wrong), Some(CheckStatus::Violated));
+        assert!(
+            wrong.fields["invalid.row1"]
+                .flags
+                .iter()
+                .any(|c| c == "rule_violated")
+        );
+        assert_eq!(wrong.fields["invalid.row5"].value, None);
+        assert_eq!(wrong.fields["invalid.row5"].status, FieldStatus::Missing);
+        assert_eq!(status(&rows("XX5")), Some(CheckStatus::Ok));
     }
 
     #[test]
