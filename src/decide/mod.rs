@@ -707,37 +707,31 @@ pub fn decide_pages(
                 );
             }
         }
-        let in_order_min = ev
-            .tally
-            .filter(|_| f.kind == FieldKind::RowTotals)
-            .map_or(0, |t| in_order_tally_min(t.cells_marked));
-        if let (Some(t), Some(v)) = (ev.tally, report.value)
-            && v < in_order_min
-            && v >= i64::from(t.min)
-        {
-            field_flag(
-                &mut report,
-                FlagCode::ChannelDisagreement,
-                Some(Channel::Tally),
-                format!(
-                    "{}: value {v} is below what the tally row's {} marked cells hold when filled \
-                     in order (at least {in_order_min})",
-                    f.id, t.cells_marked
-                ),
-            );
-        }
-        if let (Some(t), Some(v)) = (ev.tally, report.value)
-            && (v < i64::from(t.min) || v > i64::from(t.max))
-        {
-            field_flag(
-                &mut report,
-                FlagCode::ChannelDisagreement,
-                Some(Channel::Tally),
-                format!(
+        if let (Some(t), Some(v)) = (ev.tally, report.value) {
+            let message = if v < i64::from(t.min) || v > i64::from(t.max) {
+                Some(format!(
                     "{}: value {v} is outside the tally grid's range {}..={} ({} cells marked)",
                     f.id, t.min, t.max, t.cells_marked
-                ),
-            );
+                ))
+            } else if f.kind == FieldKind::RowTotals && v < in_order_tally_min(t.cells_marked) {
+                Some(format!(
+                    "{}: value {v} is below what the tally row's {} marked cells hold when filled \
+                     in order (at least {})",
+                    f.id,
+                    t.cells_marked,
+                    in_order_tally_min(t.cells_marked)
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = message {
+                field_flag(
+                    &mut report,
+                    FlagCode::ChannelDisagreement,
+                    Some(Channel::Tally),
+                    message,
+                );
+            }
         }
         if !ev.page_good {
             field_flag(
@@ -819,7 +813,13 @@ pub fn decide_pages(
         })
         .map(|f| f.id.clone())
         .collect();
-    let contested = contested_fields(&rules, &fields, &blank_rows);
+    // The values are final from here on (the acceptance below changes statuses and flags only),
+    // so each rule is evaluated once: for the contested fields now and the checks below.
+    let outcomes: Vec<RuleOutcome> = rules
+        .iter()
+        .map(|rule| rule.evaluate(&|id: &str| checked_value(&fields, &blank_rows, id)))
+        .collect();
+    let contested = contested_fields(&rules, &outcomes);
     let sure_checked = checked_by_sure_partners(&rules, &fields, &cands, &contested, cfg);
     let threshold_of = |id: &str| {
         if unchecked_ids.contains(id) || !sure_checked.contains(id) {
@@ -876,14 +876,13 @@ pub fn decide_pages(
     let value_of = |id: &str| checked_value(&fields, &blank_rows, id);
     let mut checks = Vec::new();
     let mut rule_flags: Vec<(Vec<String>, Flag)> = Vec::new();
-    for rule in &rules {
-        let outcome = rule.evaluate(&value_of);
+    for (rule, outcome) in rules.iter().zip(&outcomes) {
         let values: BTreeMap<String, Option<i64>> = rule
             .fields
             .iter()
             .map(|f| (f.clone(), value_of(f)))
             .collect();
-        let (status, lhs, rhs) = match &outcome {
+        let (status, lhs, rhs) = match outcome {
             RuleOutcome::Ok => (CheckStatus::Ok, None, None),
             RuleOutcome::Violated { lhs, rhs } => (CheckStatus::Violated, Some(*lhs), Some(*rhs)),
             RuleOutcome::Unknown { .. } => (CheckStatus::Unknown, None, None),
@@ -1628,19 +1627,15 @@ fn joint_posterior(
     Some(post)
 }
 
-/// Fields read by a rule (hard or soft, any comparison) that the fields' values break (empty row
-/// totals as 0, see [`checked_value`]): their values are in question, so they may not vouch for
-/// another field's reading.
-fn contested_fields(
-    rules: &[Rule],
-    fields: &BTreeMap<String, FieldReport>,
-    blank_rows: &HashSet<String>,
-) -> HashSet<String> {
-    let value_of = |id: &str| checked_value(fields, blank_rows, id);
+/// Fields read by a rule (hard or soft, any comparison) that the fields' values break
+/// (`outcomes[i]` is rule `i` evaluated with empty row totals as 0, see [`checked_value`]):
+/// their values are in question, so they may not vouch for another field's reading.
+fn contested_fields(rules: &[Rule], outcomes: &[RuleOutcome]) -> HashSet<String> {
     rules
         .iter()
-        .filter(|r| matches!(r.evaluate(&value_of), RuleOutcome::Violated { .. }))
-        .flat_map(|r| r.fields.iter().cloned())
+        .zip(outcomes)
+        .filter(|(_, o)| matches!(o, RuleOutcome::Violated { .. }))
+        .flat_map(|(r, _)| r.fields.iter().cloned())
         .collect()
 }
 
