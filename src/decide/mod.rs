@@ -1965,6 +1965,33 @@ mod tests {
     }
 
     #[test]
+    fn a_day_after_the_counting_days_goes_to_a_person_however_sure() {
+        // The day has no arithmetic partner; its range is its only check. Counting ends by the
+        // 15th, so a sure 16 (a 4 misread as 6 looks exactly like this) is kept as written and
+        // flagged for a person, while a sure 15 is accepted.
+        let t = template();
+        let cfg = DecideConfig::default();
+        let day = |last: &str| {
+            let mut e = page1(&[]);
+            e.push(ev(
+                "date.day",
+                sure_then("1", [(last, 0.99999), ("4", 0.00001), ("9", 0.0)]),
+            ));
+            decide(&t, &e, &cfg).fields["date.day"].clone()
+        };
+        let sixteen = day("6");
+        assert_eq!(sixteen.value, Some(16), "{sixteen:?}");
+        assert_eq!(sixteen.status, FieldStatus::Flagged, "{sixteen:?}");
+        assert!(
+            sixteen.flags.iter().any(|c| c == "rule_violated"),
+            "{sixteen:?}"
+        );
+        let fifteen = day("5");
+        assert_eq!(fifteen.value, Some(15), "{fifteen:?}");
+        assert_eq!(fifteen.status, FieldStatus::Accepted, "{fifteen:?}");
+    }
+
+    #[test]
     fn a_rule_that_holds_by_an_unsure_partner_checks_nothing() {
         // disabled.lp = disabled.l + disabled.p, p read 0 for sure. l reads 1 at 0.998 on its
         // own: enough for a checked field (0.997), not for an unchecked one (0.999).
