@@ -93,6 +93,7 @@ struct Scratch {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[multiversion::multiversion(targets("x86_64+avx+avx2+fma+bmi1+bmi2+lzcnt+popcnt"))]
 fn score(
     sampler: &Sampler,
     h: &Homography,

@@ -163,6 +163,7 @@ pub fn is_quiet(c: &BoxCrop, tensor_empty: bool, page_trusts_empty: bool) -> boo
 
 /// Resample template rectangle `rect` (mm) from the photo at `px_per_mm`.
 /// Returns the crop and the share of samples outside the photo.
+#[multiversion::multiversion(targets("x86_64+avx+avx2+fma+bmi1+bmi2+lzcnt+popcnt"))]
 pub fn sample_rect(
     gray: &GrayImage,
     h: &Homography,
