@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import glob
-import gzip
 import os
+import sys
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rekap_train.data import write_idx  # noqa: E402
 
 #: Font size of the first rendering (px); the glyph is then fitted into MNIST's 20x20 box.
 RENDER_SIZE = 96
@@ -90,12 +93,6 @@ def fit_mnist(img: Image.Image, geometry: np.ndarray) -> np.ndarray | None:
     ox = int(np.clip(round(SIDE / 2 - 0.5 - mx), 0, SIDE - nw))
     out[oy: oy + nh, ox: ox + nw] = small
     return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def write_idx(path: str, arr: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + arr.astype(np.uint8).tobytes())
 
 
 def main() -> int:

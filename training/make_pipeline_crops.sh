@@ -5,8 +5,8 @@
 #
 #   training/make_pipeline_crops.sh            # then train.py as training/README.md says
 #
-# pipeline-a..c: the held-out split of train.py's --extra comes from these (v4, v5, v6);
-# pipeline-d, -e: train-only crops (--extra-train) added for the v6 fine-tuning.
+# pipeline-a..c: the held-out split of train.py's --extra comes from these (v4-v7);
+# pipeline-d, -e: train-only crops (--extra-train), since v6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MNIST="${MNIST:-../shared/data/mnist}"
@@ -16,7 +16,7 @@ cargo build --release --quiet
 BIN=target/release/rekap
 # The photos use the 54,000 training-part images only: the 6,000 that train.py holds out must not
 # reach the model through the crops. (The crop sets of v4-v6 were written from the whole train
-# file, so their held-out MNIST figures are not clean; t10k and synth sets are.)
+# file, so their held-out MNIST figures are not clean; v7 is the first model trained on these.)
 PY="${PY:-training/.venv/bin/python}"
 "$PY" training/write_train_part.py --mnist "$MNIST" --out "$OUT/mnist-trainpart"
 DIGITS="$OUT/mnist-trainpart-images-idx3-ubyte.gz"

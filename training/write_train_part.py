@@ -15,8 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rekap_train.data import train_val  # noqa: E402
-from make_font_digits import write_idx  # noqa: E402
+from rekap_train.data import train_val, write_idx  # noqa: E402
 
 
 def main() -> int:

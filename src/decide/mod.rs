@@ -708,18 +708,17 @@ pub fn decide_pages(
             }
         }
         if let (Some(t), Some(v)) = (ev.tally, report.value) {
+            let in_order_min = in_order_tally_min(t.cells_marked);
             let message = if v < i64::from(t.min) || v > i64::from(t.max) {
                 Some(format!(
                     "{}: value {v} is outside the tally grid's range {}..={} ({} cells marked)",
                     f.id, t.min, t.max, t.cells_marked
                 ))
-            } else if f.kind == FieldKind::RowTotals && v < in_order_tally_min(t.cells_marked) {
+            } else if f.kind == FieldKind::RowTotals && v < in_order_min {
                 Some(format!(
                     "{}: value {v} is below what the tally row's {} marked cells hold when filled \
-                     in order (at least {})",
-                    f.id,
-                    t.cells_marked,
-                    in_order_tally_min(t.cells_marked)
+                     in order (at least {in_order_min})",
+                    f.id, t.cells_marked
                 ))
             } else {
                 None

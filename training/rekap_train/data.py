@@ -26,6 +26,13 @@ def read_idx(path: str) -> np.ndarray:
     return arr.reshape(dims)
 
 
+def write_idx(path: str, arr: np.ndarray) -> None:
+    """Write `arr` as an unsigned-byte IDX file (gzip), the layout `read_idx` reads."""
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
 def load_split(mnist_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """split: 'train' or 't10k'. Returns uint8 images [N,28,28] and int labels [N]."""
     x = read_idx(os.path.join(mnist_dir, f"{split}-images-idx3-ubyte.gz"))
