@@ -467,11 +467,11 @@ fn dark_component_moments(bin: &GrayImage) -> Vec<[f64; 6]> {
     out
 }
 
+avx2_clone! {
 /// Adaptive threshold: 0 where a pixel is more than `delta` below the mean of the
 /// `(2r+1)^2` window around it (clipped at the borders), 255 elsewhere. O(1) per pixel: running
 /// column sums over the window's rows, then a prefix sum along each row, so only two rows of
 /// sums are held (not a whole-image integral image) and the interior loop vectorises.
-#[multiversion::multiversion(targets("x86_64+avx+avx2+fma+bmi1+bmi2+lzcnt+popcnt"))]
 fn dark_mask(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let raw = img.as_raw();
@@ -538,6 +538,7 @@ fn dark_mask(img: &GrayImage, r: u32, delta: i32) -> GrayImage {
     }
     GrayImage::from_raw(w as u32, h as u32, out)
         .unwrap_or_else(|| GrayImage::new(w as u32, h as u32))
+}
 }
 
 /// 3x3 maximum filter (grows white, shrinks dark by one pixel), separable; edges replicate.

@@ -66,14 +66,12 @@ impl<'a> Sampler<'a> {
     }
 }
 
+avx2_clone! {
 /// Downscale by an integer factor with box averaging (fast, alias-free enough for detection).
 ///
-/// Compiled twice: for the x86-64 baseline and with AVX2 (`multiversion` picks one at run time,
-/// so the binary still runs on any x86-64 CPU). The same target list marks the other hot loops
-/// after decoding (`align::dark_mask`, `segment::sample_rect`, `align::snap::score`); integer
-/// and IEEE float arithmetic give the same results in both clones (Rust never fuses a multiply
-/// and an add on its own), so the outputs do not depend on the CPU.
-#[multiversion::multiversion(targets("x86_64+avx+avx2+fma+bmi1+bmi2+lzcnt+popcnt"))]
+/// Compiled twice (`avx2_clone!`, as are the other hot loops after decoding: `align::dark_mask`,
+/// `segment::sample_rect`, `align::snap::score`): the baseline build cannot vectorise its
+/// stride-3 sums.
 pub fn downscale(img: &GrayImage, factor: u32) -> GrayImage {
     // Common factors get a monomorphised inner loop the compiler can unroll and vectorise.
     match factor {
@@ -83,6 +81,7 @@ pub fn downscale(img: &GrayImage, factor: u32) -> GrayImage {
         4 => downscale_k::<4>(img),
         f => downscale_dyn(img, f as usize),
     }
+}
 }
 
 #[inline(always)]

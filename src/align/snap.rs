@@ -92,8 +92,8 @@ struct Scratch {
     py: Vec<f64>,
 }
 
+avx2_clone! {
 #[allow(clippy::too_many_arguments)]
-#[multiversion::multiversion(targets("x86_64+avx+avx2+fma+bmi1+bmi2+lzcnt+popcnt"))]
 fn score(
     sampler: &Sampler,
     h: &Homography,
@@ -142,6 +142,7 @@ fn score(
     } else {
         total / n as f64
     }
+}
 }
 
 /// Where [`search`] looks for the best offset.

@@ -819,7 +819,10 @@ pub fn decide_pages(
         .map(|rule| rule.evaluate(&|id: &str| checked_value(&fields, &blank_rows, id)))
         .collect();
     let contested = contested_fields(&rules, &outcomes);
-    let sure_checked = checked_by_sure_partners(&rules, &fields, &cands, &contested, cfg);
+    // Each field's reading on its own evidence (a missing field: 0). The acceptance below only
+    // turns fields without a value into missing ones, which the partner test skips anyway.
+    let mut own = own_confidences(&fields, &cands);
+    let sure_checked = checked_by_sure_partners(&rules, &fields, &own, &contested, cfg);
     let threshold_of = |id: &str| {
         if unchecked_ids.contains(id) || !sure_checked.contains(id) {
             cfg.accept_threshold.max(cfg.unchecked_accept_threshold)
@@ -940,7 +943,11 @@ pub fn decide_pages(
     // A partner that a broken rule contradicts is no witness, however sure its reading (seed 91,
     // handwriting fonts: ballots.used read 103 for 183 at p = 1.0, broken against the total,
     // confirmed ballots.received read 210 for 290 at 0.98 through the ballots' balance).
-    let own = own_confidences(&fields, &cands);
+    for (id, r) in &fields {
+        if r.status == FieldStatus::Missing {
+            own.insert(id.clone(), 0.0);
+        }
+    }
     let witness: HashMap<String, f64> = own
         .iter()
         .map(|(id, p)| (id.clone(), if contested.contains(id) { 0.0 } else { *p }))
@@ -1658,11 +1665,10 @@ fn checked_value(
 fn checked_by_sure_partners(
     rules: &[Rule],
     fields: &BTreeMap<String, FieldReport>,
-    cands: &HashMap<String, Vec<Candidate>>,
+    own: &HashMap<String, f64>,
     contested: &HashSet<String>,
     cfg: &DecideConfig,
 ) -> HashSet<String> {
-    let own = own_confidences(fields, cands);
     let sure = |id: &str| {
         fields.get(id).is_some_and(|r| r.value.is_some())
             && !contested.contains(id)

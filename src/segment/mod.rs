@@ -161,9 +161,9 @@ pub fn is_quiet(c: &BoxCrop, tensor_empty: bool, page_trusts_empty: bool) -> boo
         && faint_mark_score(&c.gray) < QUIET_MAX_SCORE
 }
 
+avx2_clone! {
 /// Resample template rectangle `rect` (mm) from the photo at `px_per_mm`.
 /// Returns the crop and the share of samples outside the photo.
-#[multiversion::multiversion(targets("x86_64+avx+avx2+fma+bmi1+bmi2+lzcnt+popcnt"))]
 pub fn sample_rect(
     gray: &GrayImage,
     h: &Homography,
@@ -218,6 +218,7 @@ pub fn sample_rect(
     let img = GrayImage::from_raw(w, hh, pixels).unwrap_or_else(|| GrayImage::new(w, hh));
     let share = off as f64 / (w as f64 * hh as f64);
     (img, share)
+}
 }
 
 /// `v.round().clamp(0, 255)` as u8 for a finite `v >= 0` (an average of samples), without the
