@@ -509,7 +509,7 @@ fn bubbles_value(cols: &[BubbleColumn]) -> Option<i64> {
 /// evidence for the value, only as a disagreement).
 ///
 /// With `baseline` (each digit's fill in the submission's other bubble columns, see
-/// [`bubble_baselines`]) the fills are first taken net of it: the small digit printed in each
+/// [`bubble_baseline`]) the fills are first taken net of it: the small digit printed in each
 /// bubble inks 0.1-0.26 of it on sharp photos, which hid most faint marks from the raw test
 /// (seed 112, s0044: a faint 3 at 0.34 beside printed digits at 0.10-0.26, the boxes said 5).
 fn faint_mark(fill: &[f64], baseline: Option<&[f64; 10]>) -> Option<u8> {
@@ -550,8 +550,7 @@ const MIN_BASELINE_COLUMNS: usize = 4;
 /// Each digit's baseline fill for one bubble column: the median fill of that digit's bubble over
 /// the submission's other columns (`all`, `skip` being the column itself) that did not read that
 /// digit as filled: the ink the printed outline and digit leave in that bubble on this photo.
-/// `None` when fewer than
-/// [`MIN_BASELINE_COLUMNS`] columns can tell.
+/// `None` when fewer than [`MIN_BASELINE_COLUMNS`] columns can tell.
 fn bubble_baseline(all: &[&BubbleColumn], skip: &BubbleColumn) -> Option<[f64; 10]> {
     let mut out = [0.0; 10];
     for (d, slot) in out.iter_mut().enumerate() {
