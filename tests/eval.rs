@@ -482,6 +482,35 @@ fn tuning_meets_target_with_fewest_reviews() {
 }
 
 #[test]
+fn the_summary_names_the_officer_errors_it_missed() {
+    // With the tally as the channel, s2's bubble/box mismatch is not found: the terminal
+    // summary names it (submission, kind, fields), so nobody needs the report to find it.
+    let dir = tempfile::tempdir().unwrap();
+    let (t, r) = write_set(dir.path());
+    let summary = |r: &Path| {
+        let e = evaluate(&scored(&t, r), Some(&template()));
+        rekap::cli::eval::summary_text(&[("r", &e.metrics)])
+    };
+    let before = summary(&r);
+    assert!(!before.contains("missed: s2"), "{before}");
+    // s3's row total written against its tally is missed in both (no flag names its rule).
+    assert!(
+        before.contains("  missed: s3 row_total_mismatch"),
+        "{before}"
+    );
+    let text = std::fs::read_to_string(&r).unwrap().replace(
+        r#"{"code":"channel_disagreement","field":"votes.1","message":"m"}"#,
+        r#"{"channel":"tally","code":"channel_disagreement","field":"votes.1","message":"m"}"#,
+    );
+    std::fs::write(&r, text).unwrap();
+    let s = summary(&r);
+    assert!(
+        s.contains("  missed: s2 bubble_mismatch - (votes.1)"),
+        "{s}"
+    );
+}
+
+#[test]
 fn cli_unreachable_tune_target_writes_no_toml_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let (t, r) = write_set(dir.path());

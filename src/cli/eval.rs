@@ -28,6 +28,8 @@ const DEFAULT_GALLERY_FLAGS: usize = 50;
 pub const TUNE_FAILED_EXIT: i32 = 2;
 /// Fields listed by name in the terminal summary's silent errors (the report lists all).
 const SUMMARY_WORST_FIELDS: usize = 10;
+/// Missed officer errors listed by name in the terminal summary (the report lists all).
+const SUMMARY_MISSED_OFFICER_ERRORS: usize = 10;
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -226,6 +228,25 @@ pub fn summary_text(runs: &[(&str, &Metrics)]) -> String {
         let o = &m.officer_errors;
         for (k, r) in &o.by_kind {
             let _ = writeln!(s, "officer errors {k}: {} of {} flagged", r.count, r.total);
+        }
+        // The missed ones by name (the report lists them all): each is a place to look.
+        let missed: Vec<_> = o.errors.iter().filter(|e| !e.found).collect();
+        for e in missed.iter().take(SUMMARY_MISSED_OFFICER_ERRORS) {
+            let _ = writeln!(
+                s,
+                "  missed: {} {} {} ({})",
+                e.submission,
+                e.kind,
+                e.rule.as_deref().unwrap_or("-"),
+                e.fields.join(", ")
+            );
+        }
+        if missed.len() > SUMMARY_MISSED_OFFICER_ERRORS {
+            let _ = writeln!(
+                s,
+                "  ... and {} more (see --report)",
+                missed.len() - SUMMARY_MISSED_OFFICER_ERRORS
+            );
         }
         let _ = writeln!(s, "box accuracy by condition:");
         for c in &m.boxes.by_condition {
