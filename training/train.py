@@ -182,6 +182,18 @@ def main() -> int:
         "synth_test": pool.apply_async(make_batch_args, ((SEED_SYNTH_TEST, xv[:0], yv[:0], n_test, n_test, 1.0, 0.0, xv),)),
         "t10k_box": pool.apply_async(make_batch_args, ((SEED_T10K_BOX, xte, yte, 0, 0, 1.0, CLEAN_FRAC, None),)),
     }
+    selection = {}
+
+    def selection_set():
+        """The held-out selection set (held-out MNIST clean and degraded + held-out pipeline
+        crops): it picks EMA or last weights, calibrates the temperature and, between runs,
+        chooses the model to ship. Built once, when first needed."""
+        if not selection:
+            va = held["val_aug"].get()
+            selection["x"] = np.concatenate([val_clean, va[0], xe_va])
+            selection["y"] = np.concatenate([yv, va[1], ye_va]).astype(np.int64)
+        return selection["x"], selection["y"]
+
     # --evaluate trains nothing: no epochs, no EMA; the held-out sets above are the same
     n_epochs = 0 if args.evaluate else args.epochs
     if n_epochs:
@@ -247,9 +259,7 @@ def main() -> int:
             return logits_with(params, state, x, bs)
 
     if args.init:
-        val_aug_init = held["val_aug"].get()
-        sel_x = np.concatenate([val_clean, val_aug_init[0], xe_va])
-        sel_y = np.concatenate([yv, val_aug_init[1], ye_va]).astype(np.int64)
+        sel_x, sel_y = selection_set()
         acc_init = float((logits_with(params, state, sel_x).argmax(1) == sel_y).mean())
         clean_init = float((logits_with(params, state, val_clean).argmax(1) == yv).mean())
         log(f"--init {args.init}: held-out crops accuracy {acc_init:.4%} (clean {clean_init:.4%})")
@@ -294,9 +304,7 @@ def main() -> int:
         ema_state = jax.tree_util.tree_map(
             lambda sm, old: (sm / nb_bn - arch.BN_MOMENTUM * old) / (1 - arch.BN_MOMENTUM), sums, state)
     if ema_decay > 0:
-        val_aug_sel = held["val_aug"].get()
-        sel_x = np.concatenate([val_clean, val_aug_sel[0], xe_va])
-        sel_y = np.concatenate([yv, val_aug_sel[1], ye_va]).astype(np.int64)
+        sel_x, sel_y = selection_set()
         acc_last = float((logits_with(params, state, sel_x).argmax(1) == sel_y).mean())
         acc_ema = float((logits_with(ema, ema_state, sel_x).argmax(1) == sel_y).mean())
         clean_last = float((logits_with(params, state, val_clean).argmax(1) == yv).mean())
@@ -310,7 +318,6 @@ def main() -> int:
         use_ema = False
 
     # ---------- evaluation & calibration ----------
-    val_aug = held["val_aug"].get()
     synth_test = held["synth_test"].get()
     t10k_box = held["t10k_box"].get()
     pool.close()
@@ -318,8 +325,7 @@ def main() -> int:
 
     # Calibrate on what the pipeline sees most: held-out pipeline crops when given, plus the
     # held-out MNIST (clean and degraded).
-    cal_x = np.concatenate([val_clean, val_aug[0], xe_va])
-    cal_y = np.concatenate([yv, val_aug[1], ye_va]).astype(np.int64)
+    cal_x, cal_y = selection_set()
     cal_logits = logits_of(cal_x)
     # The same crops are the held-out selection set that picks EMA or last weights and, between
     # runs, the model to ship (training/README.md): its accuracy goes into the card.

@@ -17,8 +17,9 @@
 //! this run; rules that resolve alternatives also consult the threshold, so a re-run at the new
 //! threshold can differ slightly, and fields no equality rule checks (or none through sure,
 //! uncontested partners) keep their own, stricter `unchecked_accept_threshold` (so a re-run
-//! accepts at most what the tuner counted: the bound stays an upper bound). Measure on a different set (another synth seed) than you tune
-//! on: a threshold measured on its own tuning set is optimistic.
+//! accepts at most what the tuner counted: the bound stays an upper bound). Measure on a
+//! different set (another synth seed) than you tune on: a threshold measured on its own tuning
+//! set is optimistic.
 
 use super::EvalError;
 use super::metrics::FieldOutcome;
