@@ -17,8 +17,7 @@
 use super::{MarkCandidate, TagMatch, try_pose};
 use crate::align::Homography;
 use crate::template::{Page, RectMm, rect_corners};
-use image::{GrayImage, Luma};
-use imageproc::region_labelling::{Connectivity, connected_components};
+use image::GrayImage;
 
 /// Smallest bounding-box side (working pixels) of a tag candidate: the tag's 8 modules need at
 /// least ~1.5 px each to be read at all.
@@ -96,20 +95,8 @@ struct Blob {
 fn tag_blobs(bin: &GrayImage) -> Vec<Blob> {
     let (w, h) = bin.dimensions();
     let max_side = f64::from(w.min(h)) * MAX_TAG_SIDE_FRACTION;
-    let labels = connected_components(bin, Connectivity::Four, Luma([255u8]));
-    // Per label: x0, y0, x1, y1 (inclusive), dark count.
-    let mut boxes: Vec<(u32, u32, u32, u32, u32)> = Vec::new();
-    for (x, y, l) in labels.enumerate_pixels() {
-        let l = l.0[0] as usize;
-        if l == 0 {
-            continue;
-        }
-        if boxes.len() < l {
-            boxes.resize(l, (u32::MAX, u32::MAX, 0, 0, 0));
-        }
-        let e = &mut boxes[l - 1];
-        *e = (e.0.min(x), e.1.min(y), e.2.max(x), e.3.max(y), e.4 + 1);
-    }
+    // Per component: x0, y0, x1, y1 (inclusive), dark count.
+    let boxes = super::dark_component_boxes(bin);
     let mut out: Vec<Blob> = boxes
         .into_iter()
         .filter(|e| e.0 != u32::MAX)
@@ -213,6 +200,7 @@ fn affine_fit(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Homography> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Luma;
 
     #[test]
     fn square_pose_maps_the_tag_onto_the_turned_square() {
