@@ -3,7 +3,7 @@
 
 use image::{GrayImage, Luma};
 use proptest::prelude::*;
-use rekap::align::{Homography, align_page};
+use rekap::align::{AlignError, Homography, align_page};
 use rekap::template::{DEFAULT_TEMPLATE_PATH, Template};
 use std::path::Path;
 
@@ -226,6 +226,48 @@ fn official_artwork_at_quarter_turns() {
             assert!(err < 0.3, "page {page} turn {turn}: box error {err} mm");
         }
     }
+}
+
+/// The regulation's own copy form (C.HASIL SALINAN-PPWP, A4, in ../shared when present): a page
+/// of the same election with the same tables but without this template's registration marks
+/// and tag. Each of its pages, upright and turned, is refused as not this form, never read as a
+/// page of it.
+#[test]
+fn the_salinan_copy_form_is_not_this_form() {
+    let pdf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/forms/C.HASIL-SALINAN-PPWP.pdf");
+    if !pdf.exists()
+        || std::process::Command::new("pdftoppm")
+            .arg("-v")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipped: {} or pdftoppm not available", pdf.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = std::process::Command::new("pdftoppm")
+        .args(["-r", "150", "-gray", "-png"])
+        .arg(&pdf)
+        .arg(dir.path().join("s"))
+        .status()
+        .expect("pdftoppm runs");
+    assert!(status.success());
+    let t = template();
+    let mut pages = 0;
+    for entry in std::fs::read_dir(dir.path()).expect("renders") {
+        let img = image::open(entry.expect("entry").path())
+            .expect("render")
+            .into_luma8();
+        pages += 1;
+        for rot in [img.clone(), image::imageops::rotate90(&img)] {
+            match align_page(&rot, &t) {
+                Err(AlignError::NotAForm { .. }) => {}
+                other => panic!("the salinan form must be refused: {other:?}"),
+            }
+        }
+    }
+    assert!(pages >= 2, "rendered {pages} pages");
 }
 
 /// A corner mark hidden (cut off, covered by a finger): the page is still identified from the
