@@ -1021,8 +1021,8 @@ pub fn read_tag(gray: &GrayImage, h: &Homography, rect: &RectMm) -> Option<TagRe
             }
         }
     }
-    let white = median(&mut quiet);
-    let black = median(&mut border);
+    let white = crate::upper_median(&mut quiet);
+    let black = crate::upper_median(&mut border);
     let contrast = white - black;
     if contrast < MIN_TAG_CONTRAST {
         return None;
@@ -1040,11 +1040,6 @@ pub fn read_tag(gray: &GrayImage, h: &Homography, rect: &RectMm) -> Option<TagRe
         border_errors,
         contrast,
     })
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn hamming(a: &str, b: &str) -> u32 {

@@ -122,9 +122,9 @@ pub fn faint_mark_score(gray: &GrayImage) -> f64 {
     let paper = normalize::quantile_level(&hist, smooth.len(), 0.5);
     let darkest = smooth.iter().copied().fold(f64::INFINITY, f64::min);
     // (the median reorders `smooth`; the deviations do not depend on the order)
-    let centre = median(&mut smooth);
+    let centre = crate::upper_median(&mut smooth);
     let mut dev: Vec<f64> = smooth.iter().map(|v| (v - centre).abs()).collect();
-    let noise = MAD_TO_SIGMA * median(&mut dev) + QUIET_NOISE_FLOOR;
+    let noise = MAD_TO_SIGMA * crate::upper_median(&mut dev) + QUIET_NOISE_FLOOR;
     ((paper - darkest) / noise).max(0.0)
 }
 
@@ -324,16 +324,7 @@ pub fn fine_texture(gray: &GrayImage) -> f64 {
             d.push((f64::from(raw[y * w + x]) - f64::from(sum) / 9.0).abs());
         }
     }
-    median(&mut d)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mid = v.len() / 2;
-    let (_, m, _) = v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
-    *m
+    crate::upper_median(&mut d)
 }
 
 /// The digit boxes of one page, field by field.
@@ -393,7 +384,7 @@ pub fn cut_page(gray: &GrayImage, h: &Homography, fields: &[(&Field, f64, f64)])
         .flatten()
         .map(|c| fine_texture(&c.gray))
         .collect();
-    let texture = median(&mut tex);
+    let texture = crate::upper_median(&mut tex);
     let descreened = texture > SCREEN_TEXTURE;
     if descreened {
         for c in out.iter_mut().flatten() {
@@ -567,7 +558,7 @@ fn median_ink_range(fields: &[Vec<BoxCrop>]) -> Option<f64> {
         .map(|c| c.range)
         .filter(|r| r.is_finite())
         .collect();
-    (!ranges.is_empty()).then(|| median(&mut ranges))
+    (!ranges.is_empty()).then(|| crate::upper_median(&mut ranges))
 }
 
 /// Count the marked cells of a tally grid (whole grid and per row). A cell is marked when at
@@ -1088,11 +1079,11 @@ mod tests {
                 sm.push(f64::from(smooth.get_pixel(x, y).0[0]));
             }
         }
-        let paper = median(&mut raw);
+        let paper = crate::upper_median(&mut raw);
         let darkest = sm.iter().copied().fold(f64::INFINITY, f64::min);
-        let centre = median(&mut sm);
+        let centre = crate::upper_median(&mut sm);
         let mut dev: Vec<f64> = sm.iter().map(|v| (v - centre).abs()).collect();
-        let noise = MAD_TO_SIGMA * median(&mut dev) + QUIET_NOISE_FLOOR;
+        let noise = MAD_TO_SIGMA * crate::upper_median(&mut dev) + QUIET_NOISE_FLOOR;
         ((paper - darkest) / noise).max(0.0)
     }
 
