@@ -200,6 +200,15 @@ fn decode_other_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadErr
             path: name.to_string(),
         });
     }
+    // The size the header claims, read before any pixel and before the decoder's own limits
+    // (which refuse a side over MAX_SIDE without saying how large the image claims to be), so
+    // a refusal names the claimed size.
+    let header = reader
+        .format()
+        .map(|f| ImageReader::with_format(Cursor::new(data), f).into_dimensions());
+    if let Some(Ok((w, h))) = header {
+        check_budget(name, w, h)?;
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -299,6 +308,42 @@ mod tests {
         bytes[20..24].copy_from_slice(&30_000u32.to_be_bytes());
         let r = decode_photo(&bytes, "bomb.png");
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn a_bomb_wider_than_the_decoder_allows_is_refused_with_its_claimed_size() {
+        // Correct CRCs, so only the size can refuse it; a side over MAX_SIDE trips the
+        // decoder's own limit, which does not say how large the image claims to be.
+        let side = MAX_SIDE + 1000;
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+        // A few rows of zeros: the body is tiny, the claimed size huge.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &vec![0u8; (side as usize + 1) * 4]).unwrap();
+        let idat = z.finish().unwrap();
+        for (kind, data) in [
+            (&b"IHDR"[..], ihdr),
+            (&b"IDAT"[..], idat),
+            (&b"IEND"[..], Vec::new()),
+        ] {
+            bytes.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(&data);
+            bytes.extend_from_slice(kind);
+            bytes.extend_from_slice(&data);
+            bytes.extend_from_slice(&crc.sum().to_be_bytes());
+        }
+        let r = decode_photo(&bytes, "bomb.png");
+        match r {
+            Err(LoadError::TooLarge { width, height, .. }) => {
+                assert_eq!((width, height), (side, side));
+            }
+            other => panic!("expected TooLarge with the claimed size, got {other:?}"),
+        }
     }
 
     #[test]
