@@ -175,6 +175,24 @@ fn decode_jpeg_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadErro
         .exif()
         .and_then(|exif| Orientation::from_exif_chunk(exif))
         .unwrap_or(Orientation::NoTransforms);
+    // CMYK and YCCK scans (print and scanner workflows, never phone cameras) have no direct
+    // path to grey in the decoder: decode them to RGB and take the luma.
+    if matches!(
+        dec.input_colorspace(),
+        Some(ColorSpace::CMYK | ColorSpace::YCCK)
+    ) {
+        let mut rgb_dec = zune_jpeg::JpegDecoder::new_with_options(
+            ZCursor::new(data),
+            options.jpeg_set_out_colorspace(ColorSpace::RGB),
+        );
+        let rgb = rgb_dec.decode().map_err(derr)?;
+        let gray: Vec<u8> = rgb.chunks_exact(3).map(luma_bt601).collect();
+        let gray = GrayImage::from_raw(w, h, gray).ok_or_else(|| LoadError::Decode {
+            path: name.to_string(),
+            message: "decoded buffer has the wrong size".into(),
+        })?;
+        return Ok(apply_orientation(gray, orientation));
+    }
     let len = dec.output_buffer_size().ok_or_else(|| LoadError::Decode {
         path: name.to_string(),
         message: "missing JPEG frame header".into(),
@@ -186,6 +204,14 @@ fn decode_jpeg_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadErro
         message: "decoded buffer has the wrong size".into(),
     })?;
     Ok(apply_orientation(gray, orientation))
+}
+
+/// ITU-R BT.601 luma of an RGB pixel, the Y that a YCbCr JPEG stores (integer weights summing
+/// to 256, rounded).
+fn luma_bt601(p: &[u8]) -> u8 {
+    let y = 77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2]) + 128;
+    // Invariant: at most 256 * 255 + 128 before the shift, so the result fits a u8.
+    (y >> 8) as u8
 }
 
 fn decode_other_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadError> {
@@ -344,6 +370,28 @@ mod tests {
             }
             other => panic!("expected TooLarge with the claimed size, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_cmyk_jpeg_decodes_to_its_grey() {
+        // 64 x 48: paper (no ink) with a black square (full K) in the middle.
+        let (w, h) = (64u16, 48u16);
+        let mut cmyk = Vec::with_capacity(usize::from(w) * usize::from(h) * 4);
+        for y in 0..h {
+            for x in 0..w {
+                let ink = (16..48).contains(&x) && (12..36).contains(&y);
+                cmyk.extend_from_slice(&[0, 0, 0, if ink { 255 } else { 0 }]);
+            }
+        }
+        let mut bytes = Vec::new();
+        jpeg_encoder::Encoder::new(&mut bytes, 95)
+            .encode(&cmyk, w, h, jpeg_encoder::ColorType::Cmyk)
+            .unwrap();
+        let photo = decode_photo(&bytes, "cmyk.jpg").unwrap();
+        assert_eq!(photo.gray.dimensions(), (64, 48));
+        let paper = photo.gray.get_pixel(2, 2).0[0];
+        let ink = photo.gray.get_pixel(32, 24).0[0];
+        assert!(paper > 230 && ink < 30, "paper {paper}, ink {ink}");
     }
 
     #[test]
