@@ -373,6 +373,35 @@ mod tests {
     }
 
     #[test]
+    fn exif_orientation_is_applied() {
+        // Stored 40 x 30 with a dark block at the top left; EXIF orientation 6 says "turn 90
+        // degrees clockwise to display", which puts that block at the top right of a 30 x 40 page.
+        let img = GrayImage::from_fn(40, 30, |x, y| {
+            image::Luma([if x < 10 && y < 10 { 0 } else { 255 }])
+        });
+        // APP1: "Exif\0\0", a little-endian TIFF header, one IFD entry 0x0112 (SHORT, 1) = 6.
+        let mut exif = b"Exif\0\0II\x2a\0\x08\0\0\0\x01\0".to_vec();
+        exif.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0]);
+        exif.extend_from_slice(&[0, 0, 0, 0]);
+        let mut bytes = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut bytes, 95);
+        enc.add_app_segment(1, exif).unwrap();
+        enc.encode(img.as_raw(), 40, 30, jpeg_encoder::ColorType::Luma)
+            .unwrap();
+        let photo = decode_photo(&bytes, "turned.jpg").unwrap();
+        assert_eq!(photo.exif_orientation, 6);
+        assert_eq!(photo.gray.dimensions(), (30, 40));
+        assert!(
+            photo.gray.get_pixel(25, 4).0[0] < 60,
+            "block at the top right"
+        );
+        assert!(
+            photo.gray.get_pixel(4, 4).0[0] > 200,
+            "paper at the top left"
+        );
+    }
+
+    #[test]
     fn a_cmyk_jpeg_decodes_to_its_grey() {
         // 64 x 48: paper (no ink) with a black square (full K) in the middle.
         let (w, h) = (64u16, 48u16);
