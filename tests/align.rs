@@ -171,11 +171,12 @@ proptest! {
     }
 }
 
-/// The official artwork, rendered from the PDF in ../shared when it and pdftoppm are present:
-/// each page is identified at every quarter turn and its boxes land within 0.3 mm.
-#[test]
-fn official_artwork_at_quarter_turns() {
-    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/forms/C.HASIL-PPWP.pdf");
+/// Render `../shared/forms/<name>` to grey PNGs `p-<page>.png` at `dpi` in a temporary folder;
+/// `None` (the test skips, saying so) when the PDF or pdftoppm is not there.
+fn render_shared_form(name: &str, dpi: u32) -> Option<tempfile::TempDir> {
+    let pdf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/forms")
+        .join(name);
     if !pdf.exists()
         || std::process::Command::new("pdftoppm")
             .arg("-v")
@@ -183,17 +184,27 @@ fn official_artwork_at_quarter_turns() {
             .is_err()
     {
         eprintln!("skipped: {} or pdftoppm not available", pdf.display());
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let dpi = 80.0;
     let status = std::process::Command::new("pdftoppm")
-        .args(["-r", "80", "-gray", "-png"])
+        .args(["-r", &dpi.to_string(), "-gray", "-png"])
         .arg(&pdf)
         .arg(dir.path().join("p"))
         .status()
         .expect("pdftoppm runs");
     assert!(status.success());
+    Some(dir)
+}
+
+/// The official artwork, rendered from the PDF in ../shared when it and pdftoppm are present:
+/// each page is identified at every quarter turn and its boxes land within 0.3 mm.
+#[test]
+fn official_artwork_at_quarter_turns() {
+    let Some(dir) = render_shared_form("C.HASIL-PPWP.pdf", 80) else {
+        return;
+    };
+    let dpi = 80.0;
     let t = template();
     let k = dpi / 25.4;
     for page in 1..=3u32 {
@@ -234,25 +245,9 @@ fn official_artwork_at_quarter_turns() {
 /// page of it.
 #[test]
 fn the_salinan_copy_form_is_not_this_form() {
-    let pdf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/forms/C.HASIL-SALINAN-PPWP.pdf");
-    if !pdf.exists()
-        || std::process::Command::new("pdftoppm")
-            .arg("-v")
-            .output()
-            .is_err()
-    {
-        eprintln!("skipped: {} or pdftoppm not available", pdf.display());
+    let Some(dir) = render_shared_form("C.HASIL-SALINAN-PPWP.pdf", 150) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let status = std::process::Command::new("pdftoppm")
-        .args(["-r", "150", "-gray", "-png"])
-        .arg(&pdf)
-        .arg(dir.path().join("s"))
-        .status()
-        .expect("pdftoppm runs");
-    assert!(status.success());
+    };
     let t = template();
     let mut pages = 0;
     for entry in std::fs::read_dir(dir.path()).expect("renders") {

@@ -1617,18 +1617,34 @@ mod tests {
         }
     }
 
+    /// A random binary image (dark = 0 with probability `density`) and imageproc's 4-connected
+    /// labelling of its dark pixels, with the number of labels.
+    fn speckles(
+        seed: u64,
+        density: f64,
+        w: u32,
+        h: u32,
+    ) -> (GrayImage, image::ImageBuffer<Luma<u32>, Vec<u32>>, usize) {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let img = GrayImage::from_fn(w, h, |_, _| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (state >> 33) as f64 / (1u64 << 31) as f64;
+            Luma([if u < density { 0 } else { 255 }])
+        });
+        let labels = connected_components(&img, Connectivity::Four, Luma([255u8]));
+        let n = labels.iter().copied().max().unwrap_or(0) as usize;
+        (img, labels, n)
+    }
+
     proptest! {
         /// The run-based boxes are imageproc's components, in the order of its labels.
         #[test]
         fn run_boxes_match_pixel_labelling(seed in 0u64..1000, density in 0.05f64..0.6) {
-            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let img = GrayImage::from_fn(41, 29, |_, _| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let u = (state >> 33) as f64 / (1u64 << 31) as f64;
-                Luma([if u < density { 0 } else { 255 }])
-            });
-            let labels = connected_components(&img, Connectivity::Four, Luma([255u8]));
-            let n = labels.iter().copied().max().unwrap_or(0) as usize;
+            let (img, labels, n) = speckles(seed, density, 41, 29);
             let mut want = vec![(u32::MAX, u32::MAX, 0, 0, 0); n];
             for (x, y, l) in labels.enumerate_pixels() {
                 if l[0] == 0 { continue; }
@@ -1641,14 +1657,7 @@ mod tests {
         /// The run-based labelling gives the same components and moments as imageproc's.
         #[test]
         fn run_moments_match_pixel_labelling(seed in 0u64..1000, density in 0.05f64..0.6) {
-            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let img = GrayImage::from_fn(37, 23, |_, _| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let u = (state >> 33) as f64 / (1u64 << 31) as f64;
-                Luma([if u < density { 0 } else { 255 }])
-            });
-            let labels = connected_components(&img, Connectivity::Four, Luma([255u8]));
-            let n = labels.iter().copied().max().unwrap_or(0) as usize;
+            let (img, labels, n) = speckles(seed, density, 37, 23);
             let mut want = vec![[0f64; 6]; n];
             for (x, y, l) in labels.enumerate_pixels() {
                 if l[0] == 0 { continue; }
