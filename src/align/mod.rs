@@ -75,14 +75,30 @@ const OTHER_SQUARE_GROW: f64 = 0.15;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlignError {
-    #[error(
-        "not a form page: found {marks} registration-mark candidates, no AprilTag of this template"
-    )]
+    #[error("{}", not_a_form_message(*marks))]
     NotAForm { marks: usize },
     #[error(
         "template page {0} has no registration marks named top_left/top_right/bottom_right/bottom_left"
     )]
     TemplateMarks(u32),
+}
+
+/// Mark candidates from which a refusal suggests a form page whose tag could not be read.
+const FORM_LIKE_MARKS: usize = 3;
+
+fn not_a_form_message(marks: usize) -> String {
+    let mut m = format!(
+        "not a form page: found {marks} registration-mark candidates, no AprilTag of this template"
+    );
+    if marks >= FORM_LIKE_MARKS {
+        // Glare over the tag (printed top right) or heavy blur leaves the marks visible and the
+        // tag unreadable: say so, so that an operator retakes the photo instead of discarding it.
+        m.push_str(
+            " (if this is a page of the form, its tag at the top right may be covered by glare \
+             or blurred: retake the photo)",
+        );
+    }
+    m
 }
 
 /// Where a page is in a photo.
@@ -1447,6 +1463,17 @@ mod tests {
     use image::Luma;
     use imageproc::region_labelling::{Connectivity, connected_components};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_refusal_with_form_like_marks_suggests_a_retake() {
+        let plain = AlignError::NotAForm { marks: 1 }.to_string();
+        let form_like = AlignError::NotAForm { marks: 3 }.to_string();
+        assert!(
+            plain.starts_with("not a form page") && !plain.contains("retake"),
+            "{plain}"
+        );
+        assert!(form_like.starts_with("not a form page") && form_like.contains("retake"));
+    }
 
     #[test]
     fn alignment_without_a_fit_round_trips_through_json() {
