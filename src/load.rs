@@ -177,7 +177,7 @@ fn decode_jpeg_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadErro
         .unwrap_or(Orientation::NoTransforms);
     // CMYK and YCCK scans (print and scanner workflows, never phone cameras) have no direct
     // path to grey in the decoder: decode them to RGB and take the luma.
-    if matches!(
+    let pixels = if matches!(
         dec.input_colorspace(),
         Some(ColorSpace::CMYK | ColorSpace::YCCK)
     ) {
@@ -186,19 +186,16 @@ fn decode_jpeg_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadErro
             options.jpeg_set_out_colorspace(ColorSpace::RGB),
         );
         let rgb = rgb_dec.decode().map_err(derr)?;
-        let gray: Vec<u8> = rgb.chunks_exact(3).map(luma_bt601).collect();
-        let gray = GrayImage::from_raw(w, h, gray).ok_or_else(|| LoadError::Decode {
+        rgb.chunks_exact(3).map(luma_bt601).collect()
+    } else {
+        let len = dec.output_buffer_size().ok_or_else(|| LoadError::Decode {
             path: name.to_string(),
-            message: "decoded buffer has the wrong size".into(),
+            message: "missing JPEG frame header".into(),
         })?;
-        return Ok(apply_orientation(gray, orientation));
-    }
-    let len = dec.output_buffer_size().ok_or_else(|| LoadError::Decode {
-        path: name.to_string(),
-        message: "missing JPEG frame header".into(),
-    })?;
-    let mut pixels = take_buffer(len);
-    dec.decode_into(&mut pixels).map_err(derr)?;
+        let mut pixels = take_buffer(len);
+        dec.decode_into(&mut pixels).map_err(derr)?;
+        pixels
+    };
     let gray = GrayImage::from_raw(w, h, pixels).ok_or_else(|| LoadError::Decode {
         path: name.to_string(),
         message: "decoded buffer has the wrong size".into(),

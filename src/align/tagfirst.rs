@@ -99,7 +99,6 @@ fn tag_blobs(bin: &GrayImage) -> Vec<Blob> {
     let boxes = super::dark_component_boxes(bin);
     let mut out: Vec<Blob> = boxes
         .into_iter()
-        .filter(|e| e.0 != u32::MAX)
         .filter_map(|(x0, y0, x1, y1, n)| {
             let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
             if bw.min(bh) < MIN_TAG_SIDE_PX || f64::from(bw.max(bh)) > max_side {

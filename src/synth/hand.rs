@@ -479,13 +479,7 @@ mod tests {
         // Written unthinned: a visible stroke (tens of pixels of full ink at 8 px/mm).
         assert!(ink_on(&c) > 20.0 * 255.0, "{}", ink_on(&c));
         // The same hand still thins a digit that survives thinning.
-        let mut bold = [0u8; IDX_SIDE * IDX_SIDE];
-        for y in 4..24 {
-            for x in 12..17 {
-                bold[y * IDX_SIDE + x] = 255;
-            }
-        }
-        let thin_bold = morph(&bold.map(|v| v as f32 / 255.0), false);
+        let thin_bold = morph(&bar(5).map(|v| v as f32 / 255.0), false);
         assert!(ink_mass(&thin_bold, 0.7) >= MIN_DIGIT_INK_PX);
     }
 }
