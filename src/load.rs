@@ -25,8 +25,9 @@ pub enum LoadError {
     },
     #[error("{path}: empty file (0 bytes)")]
     Empty { path: String },
-    #[error("{path}: not a supported image (JPEG or PNG expected)")]
-    UnknownFormat { path: String },
+    /// `what` says what the file is, when its first bytes tell (HEIC, PDF...), and what to do.
+    #[error("{path}: {what}; rekap reads JPEG, PNG and WebP photos")]
+    UnknownFormat { path: String, what: String },
     #[error("{path}: image of {width}x{height} pixels exceeds the budget of {max} pixels")]
     TooLarge {
         path: String,
@@ -96,6 +97,82 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// What a file's first bytes say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Jpeg,
+    Png,
+    WebP,
+    /// An image or document format recognised but not decoded here: a description of it and
+    /// what to do instead, for the error message.
+    Unsupported(&'static str),
+}
+
+/// Bytes [`sniff`] needs to tell every kind apart (an ISO-BMFF `ftyp` box's major brand ends at
+/// byte 12).
+pub const SNIFF_BYTES: usize = 16;
+
+const HEIF_MESSAGE: &str = "an HEIC/HEIF photo (the default of iPhone cameras), which rekap does \
+    not decode: share or export it as JPEG (on the iPhone: Settings > Camera > Formats > Most \
+    Compatible)";
+const AVIF_MESSAGE: &str = "an AVIF image, which rekap does not decode: convert it to JPEG or PNG";
+const PDF_MESSAGE: &str = "a PDF document, not a photo: render each page to an image first \
+    (for example `pdftoppm -r 200 -png FILE page`)";
+const TIFF_MESSAGE: &str = "a TIFF image (a scanner's output?), which rekap does not decode: \
+    save it as PNG or JPEG";
+const GIF_MESSAGE: &str = "a GIF image, which rekap does not decode: save the page as PNG or JPEG";
+const BMP_MESSAGE: &str = "a BMP image, which rekap does not decode: save it as PNG or JPEG";
+
+impl FileKind {
+    /// The HTTP content type of the kinds rekap decodes (and serves to reviewers' browsers).
+    pub fn content_type(self) -> Option<&'static str> {
+        match self {
+            FileKind::Jpeg => Some("image/jpeg"),
+            FileKind::Png => Some("image/png"),
+            FileKind::WebP => Some("image/webp"),
+            FileKind::Unsupported(_) => None,
+        }
+    }
+}
+
+/// The kind of file from its first bytes (at least [`SNIFF_BYTES`] of them for every kind to be
+/// told); `None` when they match no image or document signature known here.
+pub fn sniff(bytes: &[u8]) -> Option<FileKind> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Some(FileKind::Jpeg);
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some(FileKind::Png);
+    }
+    if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        return Some(FileKind::WebP);
+    }
+    // ISO base media files (HEIF, AVIF): a box of type `ftyp` first, then the major brand.
+    if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        return match &bytes[8..12] {
+            b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
+                Some(FileKind::Unsupported(HEIF_MESSAGE))
+            }
+            b"avif" | b"avis" => Some(FileKind::Unsupported(AVIF_MESSAGE)),
+            _ => None,
+        };
+    }
+    if bytes.starts_with(b"%PDF-") {
+        return Some(FileKind::Unsupported(PDF_MESSAGE));
+    }
+    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        return Some(FileKind::Unsupported(TIFF_MESSAGE));
+    }
+    if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        return Some(FileKind::Unsupported(GIF_MESSAGE));
+    }
+    // "BM", then the file size and four reserved bytes that are zero in practice.
+    if bytes.len() >= 10 && bytes.starts_with(b"BM") && bytes[6..10] == [0, 0, 0, 0] {
+        return Some(FileKind::Unsupported(BMP_MESSAGE));
+    }
+    None
+}
+
 /// Read and decode one photo file.
 pub fn load_photo(path: &Path) -> Result<Photo, LoadError> {
     let p = path.display().to_string();
@@ -113,12 +190,23 @@ pub fn decode_photo(data: &[u8], name: &str) -> Result<Photo, LoadError> {
             path: name.to_string(),
         });
     }
-    let sha256 = sha256_hex(data);
-    let (gray, exif_orientation) = if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        decode_jpeg_gray(data, name)?
-    } else {
-        decode_other_gray(data, name)?
+    let (gray, exif_orientation) = match sniff(data) {
+        Some(FileKind::Jpeg) => decode_jpeg_gray(data, name)?,
+        Some(FileKind::Png | FileKind::WebP) => decode_other_gray(data, name)?,
+        Some(FileKind::Unsupported(what)) => {
+            return Err(LoadError::UnknownFormat {
+                path: name.to_string(),
+                what: what.to_string(),
+            });
+        }
+        None => {
+            return Err(LoadError::UnknownFormat {
+                path: name.to_string(),
+                what: "not an image format rekap recognises".to_string(),
+            });
+        }
     };
+    let sha256 = sha256_hex(data);
     Ok(Photo {
         gray,
         sha256,
@@ -221,6 +309,7 @@ fn decode_other_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadErr
     if reader.format().is_none() {
         return Err(LoadError::UnknownFormat {
             path: name.to_string(),
+            what: "not an image format rekap recognises".to_string(),
         });
     }
     // The size the header claims, read before any pixel and before the decoder's own limits
@@ -298,6 +387,79 @@ mod tests {
     fn garbage_is_unknown_format() {
         let r = decode_photo(b"hello, this is not an image at all", "x.txt");
         assert!(matches!(r, Err(LoadError::UnknownFormat { .. })), "{r:?}");
+    }
+
+    /// The first bytes of an HEIC photo as an iPhone writes it: an `ftyp` box, brand `heic`.
+    const HEIC_HEAD: &[u8] = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\0meta";
+
+    #[test]
+    fn formats_are_told_from_their_first_bytes() {
+        let img = GrayImage::from_fn(9, 6, |x, y| image::Luma([(x * 20 + y * 3) as u8]));
+        assert_eq!(sniff(&jpeg_bytes(&img)), Some(FileKind::Jpeg));
+        assert_eq!(sniff(&png_bytes(&img)), Some(FileKind::Png));
+        assert_eq!(
+            sniff(&encoded(&img, image::ImageFormat::WebP)),
+            Some(FileKind::WebP)
+        );
+        let webp = encoded(&img, image::ImageFormat::WebP);
+        assert_eq!(crate::store::sniff_image_type(&webp), "image/webp");
+        assert_eq!(
+            crate::store::sniff_image_type(HEIC_HEAD),
+            "application/octet-stream",
+            "only what rekap decodes is stored as an image to serve"
+        );
+        assert_eq!(sniff(HEIC_HEAD), Some(FileKind::Unsupported(HEIF_MESSAGE)));
+        assert_eq!(
+            sniff(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1"),
+            Some(FileKind::Unsupported(AVIF_MESSAGE))
+        );
+        // An MP4 video is an ISO-BMFF file too, but not a photo format named here.
+        assert_eq!(sniff(b"\0\0\0\x18ftypisom\0\0\0\0isom"), None);
+        assert_eq!(
+            sniff(b"%PDF-1.7\n%..."),
+            Some(FileKind::Unsupported(PDF_MESSAGE))
+        );
+        assert_eq!(
+            sniff(b"II*\0\x08\0\0\0"),
+            Some(FileKind::Unsupported(TIFF_MESSAGE))
+        );
+        assert_eq!(
+            sniff(b"GIF89a\x01\0"),
+            Some(FileKind::Unsupported(GIF_MESSAGE))
+        );
+        assert_eq!(
+            sniff(b"BM\x36\x10\x0e\0\0\0\0\0\x36\0"),
+            Some(FileKind::Unsupported(BMP_MESSAGE))
+        );
+        // Text that happens to start like a signature is not taken for one.
+        assert_eq!(sniff(b"BMI table of the village"), None);
+        assert_eq!(sniff(b"RIFF\0\0\0\0WAVEfmt "), None);
+        assert_eq!(sniff(b""), None);
+    }
+
+    #[test]
+    fn webp_photos_are_decoded() {
+        let img = GrayImage::from_fn(40, 30, |x, y| image::Luma([((x * 7 + y * 11) % 256) as u8]));
+        let bytes = encoded(&img, image::ImageFormat::WebP);
+        let photo = decode_photo(&bytes, "upload.webp").expect("a lossless WebP decodes");
+        assert_eq!(photo.gray, img, "lossless WebP keeps every grey level");
+        assert_eq!(photo.sha256, sha256_hex(&bytes));
+    }
+
+    #[test]
+    fn formats_rekap_cannot_read_say_what_they_are_and_what_to_do() {
+        let msg = |bytes: &[u8]| match decode_photo(bytes, "p") {
+            Err(e @ LoadError::UnknownFormat { .. }) => e.to_string(),
+            other => panic!("expected UnknownFormat, got {other:?}"),
+        };
+        let heic = msg(HEIC_HEAD);
+        assert!(heic.contains("HEIC") && heic.contains("JPEG"), "{heic}");
+        let pdf = msg(b"%PDF-1.4\n1 0 obj");
+        assert!(pdf.contains("PDF") && pdf.contains("pdftoppm"), "{pdf}");
+        let tiff = msg(b"MM\0*\0\0\0\x08");
+        assert!(tiff.contains("TIFF"), "{tiff}");
+        let text = msg(b"hello, this is not an image at all");
+        assert!(text.contains("not an image format"), "{text}");
     }
 
     #[test]

@@ -544,14 +544,40 @@ pub fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// Photo file extensions considered page photos.
-const PHOTO_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+/// File extensions taken as page photos. Besides what rekap decodes, the formats a phone, a
+/// scanner or a messaging app may hand over instead (HEIC, AVIF, TIFF, PDF...): such a file is
+/// then reported as unreadable with what to do about it, where skipping it would lose a page
+/// without a word.
+const PHOTO_EXTENSIONS: [&str; 14] = [
+    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "heic", "heif", "avif", "tif", "tiff", "pdf",
+    "gif", "bmp",
+];
 
+/// A page photo: a file with a photo extension (whatever its content, so that an empty or
+/// broken `page1.jpg` is reported), or any other file whose first bytes are an image's or a
+/// PDF's (uploads saved without an extension, or under a wrong one).
 fn is_photo(p: &Path) -> bool {
-    p.is_file()
-        && p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| PHOTO_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+    if !p.is_file() {
+        return false;
+    }
+    let by_name = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PHOTO_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)));
+    by_name || sniff_file(p).is_some()
+}
+
+/// [`crate::load::sniff`] on a file's first bytes; `None` when it cannot be read (a file that
+/// vanished or is unreadable is not taken for a photo by its content).
+fn sniff_file(p: &Path) -> Option<crate::load::FileKind> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(crate::load::SNIFF_BYTES);
+    std::fs::File::open(p)
+        .ok()?
+        .take(crate::load::SNIFF_BYTES as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    crate::load::sniff(&head)
 }
 
 /// A submission found on disk.
@@ -602,4 +628,51 @@ pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<SubmissionInput>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn photos_are_found_by_extension_or_by_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("tps-007");
+        std::fs::create_dir(&sub).expect("mkdir");
+        let write =
+            |name: &str, bytes: &[u8]| std::fs::write(sub.join(name), bytes).expect("write");
+        // Taken by name, whatever the content: an empty page1.jpg must be reported, not skipped.
+        write("page1.jpg", b"");
+        write("IMG_0002.HEIC", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic");
+        write("scan.jfif", &[0xFF, 0xD8, 0xFF, 0xE0]);
+        // Taken by content: an upload saved without an extension, and one under a wrong name.
+        write("upload-3", b"RIFF\x10\0\0\0WEBPVP8L");
+        write("page4.dat", b"%PDF-1.7\n");
+        // Not photos: the generator's truth, notes, a file that only starts like a BMP.
+        write("truth.json", b"{\"pages\": []}");
+        write("notes.txt", b"BMI of the officer");
+        std::fs::create_dir(sub.join("empty-folder")).expect("mkdir");
+        let subs = discover(&[dir.path().to_path_buf()]).expect("discover");
+        assert_eq!(subs.len(), 1, "{subs:?}");
+        let names: Vec<String> = subs[0]
+            .files
+            .iter()
+            .map(|f| {
+                f.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "IMG_0002.HEIC",
+                "page1.jpg",
+                "page4.dat",
+                "scan.jfif",
+                "upload-3"
+            ]
+        );
+    }
 }

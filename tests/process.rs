@@ -271,6 +271,107 @@ fn bad_input_is_flagged_and_the_batch_goes_on() {
     }
 }
 
+/// The grey image of a bundled page exactly as `rekap process` decodes it, as a lossless WebP.
+fn webp_of(page: &Path) -> Vec<u8> {
+    let photo = rekap::load::load_photo(page).expect("bundled page decodes");
+    let mut out = Vec::new();
+    photo
+        .gray
+        .write_to(
+            &mut std::io::Cursor::new(&mut out),
+            image::ImageFormat::WebP,
+        )
+        .expect("WebP encodes");
+    out
+}
+
+#[test]
+fn phone_and_scanner_formats_are_read_or_explained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = root().join("testdata/synth/s0001");
+    // Submission "webp": page 1 as a WebP saved without an extension (a browser upload), page 2
+    // as page2.webp, page 3 as a JPEG named .jfif (as Windows saves some), beside the truth file.
+    let webp = dir.path().join("webp");
+    std::fs::create_dir(&webp).expect("mkdir");
+    std::fs::write(webp.join("upload-1"), webp_of(&src.join("page1.jpg"))).expect("write");
+    std::fs::write(webp.join("page2.webp"), webp_of(&src.join("page2.jpg"))).expect("write");
+    copy(&src.join("page3.jpg"), &webp.join("page3.jfif"));
+    copy(&src.join("truth.json"), &webp.join("truth.json"));
+    // Submission "iphone": an HEIC photo and a PDF scan, which rekap does not decode.
+    let iphone = dir.path().join("iphone");
+    std::fs::create_dir(&iphone).expect("mkdir");
+    std::fs::write(
+        iphone.join("IMG_0001.HEIC"),
+        b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\0meta",
+    )
+    .expect("write");
+    std::fs::write(iphone.join("scan.pdf"), b"%PDF-1.7\n1 0 obj\n").expect("write");
+
+    let (code, results) = process(&[dir.path().to_path_buf()], &[]);
+    let (ref_code, reference) = process(std::slice::from_ref(&src), &[]);
+    assert_ne!(code, 0, "the HEIC and the PDF could not be processed");
+    assert_eq!(ref_code, 0);
+    assert_eq!(
+        results.len(),
+        2,
+        "both submissions reported: {:?}",
+        results.keys()
+    );
+
+    let w = &results["webp"];
+    let pages = w["pages"].as_array().expect("pages");
+    assert_eq!(pages.len(), 3, "the truth file is not a page: {pages:?}");
+    let ref_pages = reference["s0001"]["pages"].as_array().expect("pages");
+    for p in pages {
+        // Decoded, identified, and judged as the JPEG original (bundled page 3 has a corner cut
+        // off, so both say why its numbers are not read).
+        let r = ref_pages
+            .iter()
+            .find(|r| r["page"] == p["page"])
+            .unwrap_or_else(|| panic!("page {} as in the reference", p["page"]));
+        assert_eq!(p["error"], r["error"], "{p}");
+        assert_eq!(p["alignment"]["good"], r["alignment"]["good"], "{p}");
+    }
+    let mut numbers: Vec<i64> = pages.iter().filter_map(|p| p["page"].as_i64()).collect();
+    numbers.sort();
+    assert_eq!(numbers, [1, 2, 3]);
+    // The same grey levels as the JPEGs: the same reading of every field.
+    assert_eq!(
+        summary(w)["fields"],
+        summary(&reference["s0001"])["fields"],
+        "WebP pages are read as their JPEG originals"
+    );
+
+    let i = &results["iphone"];
+    assert_eq!(i["status"], "failed");
+    let codes = flag_codes(i);
+    // Each file says why it was not read, and the three pages are reported missing.
+    assert_eq!(
+        codes,
+        [
+            "page_missing",
+            "page_missing",
+            "page_missing",
+            "unreadable_file",
+            "unreadable_file"
+        ],
+        "{codes:?}"
+    );
+    let errors: Vec<&str> = i["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .filter_map(|p| p["error"].as_str())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("HEIC") && e.contains("JPEG")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("pdftoppm")), "{errors:?}");
+}
+
 /// A valid PNG (correct CRCs) whose header claims 30000 x 30000 pixels.
 fn png_bomb() -> Vec<u8> {
     let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];

@@ -617,6 +617,23 @@ async fn uploads_are_limited_and_typed() {
     .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(r.error_code(), "unsupported_type");
+    // An iPhone's HEIC photo is refused with what it is and what to do.
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\0meta".to_vec();
+    let r = send(
+        &app,
+        upload_request(Cred::Full(&sup), &[("photo", Some("IMG_0001.HEIC"), heic)]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.error_code(), "unsupported_type");
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        message.contains("IMG_0001.HEIC") && message.contains("HEIC") && message.contains("JPEG"),
+        "{message}"
+    );
     // A real PNG wider than the side limit (tiny file, refused from its header before decoding).
     let wide = image::GrayImage::new(rekap::load::MAX_SIDE + 1, 1);
     let mut png = Vec::new();
@@ -658,13 +675,34 @@ async fn uploads_are_limited_and_typed() {
     let r = send(&app, upload_request(Cred::Full(&sup), &parts)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["duplicate"], true);
+    // A WebP photo (what some browsers and messaging apps hand over) is taken too.
+    let gray = image::load_from_memory(&photo)
+        .expect("fixture decodes")
+        .to_luma8();
+    let mut webp = Vec::new();
+    gray.write_to(
+        &mut std::io::Cursor::new(&mut webp),
+        image::ImageFormat::WebP,
+    )
+    .expect("WebP encodes");
+    let r = send(
+        &app,
+        upload_request(Cred::Full(&sup), &[("photo", Some("upload.webp"), webp)]),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.bytes)
+    );
     assert_eq!(
         Store::open(dir.path())
             .unwrap()
             .submissions()
             .unwrap()
             .len(),
-        2
+        3
     );
 }
 

@@ -333,10 +333,14 @@ async fn upload(
     for (bytes, fname) in &photos {
         let ct = sniff_image_type(bytes);
         if ct == "application/octet-stream" {
+            let what = match crate::load::sniff(bytes) {
+                Some(crate::load::FileKind::Unsupported(what)) => what,
+                _ => "not a JPEG, PNG or WebP photo",
+            };
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_type",
-                format!("{fname}: not a JPEG or PNG photo"),
+                format!("{fname}: {what}"),
             ));
         }
         let dims = image::ImageReader::new(std::io::Cursor::new(bytes.as_slice()))
@@ -632,6 +636,7 @@ async fn photo(
     let ct = match ct.as_str() {
         "image/jpeg" => "image/jpeg",
         "image/png" => "image/png",
+        "image/webp" => "image/webp",
         _ => {
             return Err(ApiError::forbidden(
                 "this file is not an image and is not served",

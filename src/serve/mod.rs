@@ -10,7 +10,7 @@
 //! * the session cookie is HttpOnly, SameSite=Strict and (unless configured off for plain-http
 //!   local development) Secure with the `__Host-` prefix;
 //! * every response carries a strict CSP (`default-src 'self'`), `X-Content-Type-Options:
-//!   nosniff` and `X-Frame-Options: DENY`; photos are only served as `image/jpeg` or `image/png`;
+//!   nosniff` and `X-Frame-Options: DENY`; photos are only served as `image/jpeg`, `image/png` or `image/webp`;
 //! * a review is committed to the database before it is acknowledged.
 
 mod api;

@@ -1104,15 +1104,12 @@ pub fn photo_key<'a>(shas: impl Iterator<Item = &'a str>) -> String {
     v.join(",")
 }
 
-/// Content type from magic bytes; only the two image types we serve.
+/// Content type from magic bytes: the image types rekap decodes and serves (JPEG, PNG, WebP),
+/// `application/octet-stream` for anything else.
 pub fn sniff_image_type(bytes: &[u8]) -> &'static str {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg"
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        "image/png"
-    } else {
-        "application/octet-stream"
-    }
+    crate::load::sniff(bytes)
+        .and_then(crate::load::FileKind::content_type)
+        .unwrap_or("application/octet-stream")
 }
 
 /// Verify a password against [`Store::login_record`]'s result; `None` (unknown name) costs the
