@@ -1287,6 +1287,7 @@ pub fn mark_offset_mm(gray: &GrayImage, h: &Homography, mark: &crate::template::
 /// A mark pattern must separate its black and white samples by at least this many spreads.
 const MIN_MARK_SEPARATION: f64 = 2.0;
 
+avx2_clone! {
 /// Where a printed pattern lies relative to its place under `h`: the pattern (sample points in
 /// template mm, true = black) is slid over the photo by up to [`PATTERN_SEARCH_MM`] and scored at
 /// every offset by how well it separates what should be black from what should be white (mean
@@ -1360,6 +1361,7 @@ fn pattern_offset(
         .iter()
         .fold((0.0, 0.0), |(a, b), s| (a + s.1, b + s.2));
     Some(((sx / n).hypot(sy / n), best))
+}
 }
 
 /// A tag pattern must separate its black and white modules by at least this many spreads.

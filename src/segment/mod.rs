@@ -199,10 +199,18 @@ pub fn sample_rect(
         for sy in 0..ss {
             let my = rect[1] + y as f64 * step + (sy as f64 + 0.5) * sub;
             h.apply_row(&mxs, my, &mut px, &mut py);
-            for (k, (&x, &y)) in px.iter().zip(&py).enumerate() {
-                if let Some(v) = sampler.at(x, y) {
-                    acc[k / ssu] += v;
-                    cnt[k / ssu] += 1;
+            // Output pixel j owns sample columns j*ss .. (j+1)*ss (no division per sample).
+            for (((a, n), xs), ys) in acc
+                .iter_mut()
+                .zip(cnt.iter_mut())
+                .zip(px.chunks_exact(ssu))
+                .zip(py.chunks_exact(ssu))
+            {
+                for (&x, &y) in xs.iter().zip(ys) {
+                    if let Some(v) = sampler.at(x, y) {
+                        *a += v;
+                        *n += 1;
+                    }
                 }
             }
         }
@@ -298,6 +306,7 @@ pub const DESCREEN_PAPER_QUANTILE: f64 = 0.40;
 /// box-line remnants).
 const TEXTURE_BORDER_PX: u32 = 2;
 
+avx2_clone! {
 /// Fine texture of a grey crop: the median absolute difference between each pixel and the mean
 /// of its 3x3 neighbourhood. Strokes touch a minority of a box's pixels, so the median measures
 /// the paper: sensor noise gives ~1 grey level, a screen lattice 5-25.
@@ -325,6 +334,7 @@ pub fn fine_texture(gray: &GrayImage) -> f64 {
         }
     }
     crate::upper_median(&mut d)
+}
 }
 
 /// The digit boxes of one page, field by field.
@@ -449,6 +459,7 @@ pub fn read_bubbles(
         .collect()
 }
 
+avx2_clone! {
 fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
     let sampler = Sampler::new(gray);
     let sample = |x: f64, y: f64| h.apply([x, y]).and_then(|p| sampler.at(p[0], p[1]));
@@ -490,6 +501,7 @@ fn bubble_fill(gray: &GrayImage, h: &Homography, c: [f64; 2], r: f64) -> f64 {
     } else {
         inked as f64 / total as f64
     }
+}
 }
 
 /// A tally cell holds strokes when this share of its inside is inked.
@@ -561,6 +573,7 @@ fn median_ink_range(fields: &[Vec<BoxCrop>]) -> Option<f64> {
     (!ranges.is_empty()).then(|| crate::upper_median(&mut ranges))
 }
 
+avx2_clone! {
 /// Count the marked cells of a tally grid (whole grid and per row). A cell is marked when at
 /// least [`TALLY_CELL_INKED`] of its samples are darker than its paper by the grid's threshold:
 /// `stroke_contrast` (the page's, see [`tally_stroke_contrast`]) or less where the grid's own
@@ -628,6 +641,7 @@ pub fn read_tally(
         total: tally_range(marked),
         rows,
     }
+}
 }
 
 /// Unmark the cells of a column that a straight line crosses rather than strokes: a marked cell
