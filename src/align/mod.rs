@@ -10,7 +10,7 @@
 //!    assignments to the template's corner marks; for each, read the AprilTag's 6x6 data modules
 //!    through the implied homography and compare with every page's printed code. The tag decides
 //!    the page and the orientation (0/90/180/270 and anything between).
-//!    When fewer than three marks are seen, [`tagfirst`] finds the tag among the dark blobs
+//!    When fewer than three marks are seen, `tagfirst` finds the tag among the dark blobs
 //!    directly and predicts the marks from it.
 //! 4. Refine: locate every mark square's centroid in the full-resolution photo and fit the final
 //!    homography by RANSAC over all of them; report the reprojection error in mm.
@@ -1185,7 +1185,7 @@ const PATTERN_SEARCH_STEP_MM: f64 = 0.5;
 const PATTERN_PLATEAU_SHARE: f64 = 0.97;
 
 /// Offset (mm) between the printed tag (`rect`, data `bits`) and its place under `h` (see
-/// [`pattern_offset`]); infinite when no offset matches the pattern (no tag there, or glare).
+/// `pattern_offset`); infinite when no offset matches the pattern (no tag there, or glare).
 pub fn tag_offset_mm(gray: &GrayImage, h: &Homography, rect: &RectMm, bits: &str) -> f64 {
     let m = rect[2] / 8.0;
     let data: Vec<bool> = bits.bytes().map(|b| b == b'1').collect();

@@ -31,7 +31,7 @@ pub struct ProcessArgs {
     /// Worker threads (default: all cores).
     #[arg(long, short)]
     pub jobs: Option<usize>,
-    /// Write each field's crop to DIR/<submission>/<field>.png and name it in the results.
+    /// Write each field's crop to `DIR/<submission>/<field>.png` and name it in the results.
     #[arg(long, value_name = "DIR")]
     pub crops: Option<PathBuf>,
     #[command(flatten)]

@@ -76,8 +76,8 @@ pub const QUIET_MAX_SCORE: f64 = 2.9;
 
 /// Evidence of a mark too faint for the ink map: how far the darkest spot of the lightly
 /// smoothed crop (inside a 1 mm border) lies below its paper (the median grey level), in units
-/// of the smoothed crop's own noise ([`MAD_TO_SIGMA`] x its median absolute deviation, plus
-/// [`QUIET_NOISE_FLOOR`]). A stroke, even a faint one, is a connected run of darker samples and
+/// of the smoothed crop's own noise (`MAD_TO_SIGMA` x its median absolute deviation, plus
+/// `QUIET_NOISE_FLOOR`). A stroke, even a faint one, is a connected run of darker samples and
 /// survives the smoothing; noise does not. An empty or all-border crop scores 0.
 pub fn faint_mark_score(gray: &GrayImage) -> f64 {
     let (w, h) = (gray.width() as usize, gray.height() as usize);
@@ -549,9 +549,9 @@ fn tally_range(marked: u32) -> TallyRange {
     }
 }
 
-/// The contrast a tally stroke must reach on this page: [`TALLY_STROKE_SHARE`] of the median
+/// The contrast a tally stroke must reach on this page: `TALLY_STROKE_SHARE` of the median
 /// paper-minus-ink range of the page's digit boxes that hold a mark, within
-/// [`MIN_TALLY_STROKE_CONTRAST`]..=[`TALLY_STROKE_CONTRAST`]; the upper bound when no box holds
+/// `MIN_TALLY_STROKE_CONTRAST`..=[`TALLY_STROKE_CONTRAST`]; the upper bound when no box holds
 /// a mark. On a dim 12 MP photo of seed 52 the strokes of a full row, plain to see, stayed
 /// under the fixed 40 in all 12 cells, and the row's correct total (60) was flagged.
 pub fn tally_stroke_contrast(page: &PageCrops) -> f64 {
@@ -575,9 +575,9 @@ fn median_ink_range(fields: &[Vec<BoxCrop>]) -> Option<f64> {
 
 avx2_clone! {
 /// Count the marked cells of a tally grid (whole grid and per row). A cell is marked when at
-/// least [`TALLY_CELL_INKED`] of its samples are darker than its paper by the grid's threshold:
+/// least `TALLY_CELL_INKED` of its samples are darker than its paper by the grid's threshold:
 /// `stroke_contrast` (the page's, see [`tally_stroke_contrast`]) or less where the grid's own
-/// empty cells are quiet enough to tell fainter strokes from them (see [`grid_threshold`]).
+/// empty cells are quiet enough to tell fainter strokes from them (see `grid_threshold`).
 pub fn read_tally(
     gray: &GrayImage,
     h: &Homography,

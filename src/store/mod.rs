@@ -4,7 +4,7 @@
 //!
 //! Everything that changes a number goes through [`Store`], whose narrow API (no SQL outside this
 //! module) is the same on both backends: its SQL is written once over [`db::Conn`], with the same
-//! numbered migrations in each dialect. The work queue of `rekap worker` is in [`queue`].
+//! numbered migrations in each dialect. The work queue of `rekap worker` is in `queue`.
 //! Invariants kept here:
 //! * a submission is identified by the set of its photos' sha256 (`photo_key`): ingesting the same
 //!   photos again returns the existing submission and adds nothing;

@@ -10,7 +10,7 @@
 //! then defocus/motion blur, sensor noise and JPEG compression.
 //!
 //! Rendering is an inverse warp: for each output pixel the page is sampled (bilinear). The
-//! mapping and the light field are evaluated on a grid every [`GRID`] pixels and interpolated
+//! mapping and the light field are evaluated on a grid every `GRID` pixels and interpolated
 //! (the fields are smooth; the error is far below a pixel), rows run in parallel (rayon) and every
 //! random draw is a pure function of (seed, pixel), so the output does not depend on threads.
 
