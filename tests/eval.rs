@@ -350,6 +350,38 @@ fn a_tally_alarm_does_not_find_a_bubble_mismatch() {
 }
 
 #[test]
+fn rule_hints_are_scored_against_the_truth() {
+    // s2's broken dpt.lp_sum reads dpt.p 700 for 100 (a misreading beside the officer's sum
+    // error): no hint as written; a hint naming dpt.p is right only with the true value. Read
+    // as 100, the rule is broken by the officer alone, and any hint there is counted apart.
+    const VALUES: &str = r#""values":{"dpt.l":200,"dpt.lp":310,"dpt.p":700}"#;
+    let hints_with = |dpt_p: i64, hint: Option<(&str, i64)>| {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, r) = write_set(dir.path());
+        let text = std::fs::read_to_string(&r).unwrap();
+        assert!(text.contains(VALUES), "{text}");
+        let values = VALUES.replace("700", &dpt_p.to_string());
+        let hint = hint.map_or(String::new(), |(field, value)| {
+            format!(r#","suggestion":{{"field":"{field}","value":{value},"probability":0.01}}"#)
+        });
+        std::fs::write(&r, text.replace(VALUES, &format!("{values}{hint}"))).unwrap();
+        let h = evaluate(&scored(&t, &r), Some(&template())).metrics.hints;
+        (
+            h.broken_by_misreading,
+            h.hinted,
+            h.right,
+            h.officer_only,
+            h.officer_only_hinted,
+        )
+    };
+    assert_eq!(hints_with(700, None), (1, 0, 0, 0, 0));
+    assert_eq!(hints_with(700, Some(("dpt.p", 110))), (1, 1, 0, 0, 0));
+    assert_eq!(hints_with(700, Some(("dpt.p", 100))), (1, 1, 1, 0, 0));
+    assert_eq!(hints_with(100, None), (0, 0, 0, 1, 0));
+    assert_eq!(hints_with(100, Some(("dpt.p", 110))), (0, 0, 0, 1, 1));
+}
+
+#[test]
 fn page_level_and_alignment_error() {
     let (_d, e) = eval_set();
     let p = &e.metrics.pages;

@@ -248,6 +248,13 @@ pub fn summary_text(runs: &[(&str, &Metrics)]) -> String {
                 missed.len() - SUMMARY_MISSED_OFFICER_ERRORS
             );
         }
+        let hn = &m.hints;
+        let _ = writeln!(
+            s,
+            "rule hints: {} of {} hard rules broken by a misreading have one, {} of them right \
+             (field and value as the truth); {} of {} broken only by an officer's arithmetic have one",
+            hn.hinted, hn.broken_by_misreading, hn.right, hn.officer_only_hinted, hn.officer_only
+        );
         let _ = writeln!(s, "box accuracy by condition:");
         for c in &m.boxes.by_condition {
             let _ = writeln!(

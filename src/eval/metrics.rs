@@ -4,10 +4,10 @@
 use super::stats::{CONFIDENCE, clopper_pearson_upper, ratio};
 use super::{Scored, Truth, base_name};
 use crate::align::Homography;
-use crate::decide::{Channel, FieldSource, FieldStatus, FlagCode};
+use crate::decide::{Channel, CheckStatus, FieldSource, FieldStatus, FlagCode};
 use crate::pipeline::{PageReport, SubmissionStatus};
 use crate::recognize::Label;
-use crate::template::Template;
+use crate::template::{RuleKind, Template};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -218,6 +218,20 @@ pub struct OfficerMetrics {
     pub errors: Vec<OfficerErrorRow>,
 }
 
+/// How well the hints of broken hard rules (`checks[].suggestion`) point at the misreading.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HintMetrics {
+    /// Hard rules broken where some field of the rule was read wrong.
+    pub broken_by_misreading: u64,
+    /// Of those, rules with a hint, and hints naming a field whose truth is the hinted value.
+    pub hinted: u64,
+    pub right: u64,
+    /// Hard rules broken with every field read right (the officer's arithmetic alone), and of
+    /// those the rules with a hint (every such hint is wrong).
+    pub officer_only: u64,
+    pub officer_only_hinted: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AlignmentError {
     /// Pages measured (identified correctly, with an alignment) and box corners used.
@@ -291,6 +305,7 @@ pub struct Metrics {
     pub fields: FieldMetrics,
     pub submissions: SubmissionMetrics,
     pub officer_errors: OfficerMetrics,
+    pub hints: HintMetrics,
     pub pages: PageMetrics,
     pub confidence: ConfidenceMetrics,
     pub speed: SpeedMetrics,
@@ -405,6 +420,7 @@ pub fn box_corners(template: &Template, page: u32) -> Vec<[f64; 2]> {
 pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
     let mut fields: Vec<FieldOutcome> = Vec::new();
     let mut boxes: Vec<BoxRow> = Vec::new();
+    let mut hints = HintMetrics::default();
     let mut officer_rows: Vec<OfficerErrorRow> = Vec::new();
     let mut not_checkable = 0u64;
     let (mut truth_pages, mut identified, mut misidentified, mut aligned_good) = (0, 0, 0, 0);
@@ -505,6 +521,33 @@ pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
             sub.silently_wrong_names.push(r.submission.clone());
         }
 
+        // Hints of broken hard rules.
+        for c in r
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Violated && c.kind == RuleKind::Hard)
+        {
+            let truth_of = |f: &str| t.fields.get(f).and_then(|ft| ft.value);
+            let misread = c
+                .values
+                .iter()
+                .any(|(f, v)| t.fields.get(f).is_some_and(|ft| ft.value != *v));
+            if misread {
+                hints.broken_by_misreading += 1;
+                if let Some(h) = &c.suggestion {
+                    hints.hinted += 1;
+                    if truth_of(&h.field) == Some(h.value) {
+                        hints.right += 1;
+                    }
+                }
+            } else {
+                hints.officer_only += 1;
+                if c.suggestion.is_some() {
+                    hints.officer_only_hinted += 1;
+                }
+            }
+        }
+
         // Officer errors.
         for e in &t.officer_errors {
             let found = if let Some(rule) = &e.rule {
@@ -583,6 +626,7 @@ pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
         fields: field_metrics(&fields),
         submissions: sub,
         officer_errors: officer_metrics(officer_rows, not_checkable),
+        hints,
         pages: PageMetrics {
             identification: Rate::new(identified, truth_pages),
             misidentified,
