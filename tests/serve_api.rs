@@ -587,6 +587,13 @@ async fn two_reviewers_never_hold_the_same_item() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+fn encode(img: &image::GrayImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), format)
+        .expect("encodes");
+    out
+}
+
 #[tokio::test]
 async fn uploads_are_limited_and_typed() {
     let config = ServeConfig {
@@ -636,9 +643,7 @@ async fn uploads_are_limited_and_typed() {
     );
     // A real PNG wider than the side limit (tiny file, refused from its header before decoding).
     let wide = image::GrayImage::new(rekap::load::MAX_SIDE + 1, 1);
-    let mut png = Vec::new();
-    wide.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
+    let png = encode(&wide, image::ImageFormat::Png);
     let r = send(
         &app,
         upload_request(Cred::Full(&sup), &[("photo", Some("bomb.png"), png)]),
@@ -679,12 +684,7 @@ async fn uploads_are_limited_and_typed() {
     let gray = image::load_from_memory(&photo)
         .expect("fixture decodes")
         .to_luma8();
-    let mut webp = Vec::new();
-    gray.write_to(
-        &mut std::io::Cursor::new(&mut webp),
-        image::ImageFormat::WebP,
-    )
-    .expect("WebP encodes");
+    let webp = encode(&gray, image::ImageFormat::WebP);
     let r = send(
         &app,
         upload_request(Cred::Full(&sup), &[("photo", Some("upload.webp"), webp)]),

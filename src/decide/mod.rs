@@ -2224,24 +2224,35 @@ mod tests {
         assert!(f.confidence < 0.1, "{f:?}");
     }
 
-    #[test]
-    fn a_broken_rule_names_the_likeliest_misreading_without_applying_it() {
-        // As above: dpt.l read 98 (last box 8 at 0.6, 9 at 0.36); dpt.lp_sum holds for 99.
+    /// Page 1 decided with dpt.l's last box read as `top` after a sure "X9"; the check of
+    /// dpt.lp_sum (dpt.lp == dpt.l + dpt.p, which holds for 99) and the flag it raised.
+    fn dpt_sum_with(top: [(&str, f32); 3]) -> (Decision, CheckReport, Flag) {
         let d = decide(
             &template(),
-            &page1(&[(
-                "dpt.l",
-                sure_then("X9", [("8", 0.6), ("9", 0.36), ("3", 0.04)]),
-            )]),
+            &page1(&[("dpt.l", sure_then("X9", top))]),
             &DecideConfig::default(),
         );
-        assert_eq!(d.fields["dpt.l"].value, Some(98), "the reading stays");
         let check = d
             .checks
             .iter()
             .find(|c| c.rule == "dpt.lp_sum")
+            .cloned()
             .expect("dpt.lp_sum checked");
         assert_eq!(check.status, CheckStatus::Violated);
+        let flag = d
+            .flags
+            .iter()
+            .find(|f| f.rule.as_deref() == Some("dpt.lp_sum"))
+            .cloned()
+            .expect("the rule's flag");
+        (d, check, flag)
+    }
+
+    #[test]
+    fn a_broken_rule_names_the_likeliest_misreading_without_applying_it() {
+        // As above: dpt.l read 98 (last box 8 at 0.6, 9 at 0.36).
+        let (d, check, flag) = dpt_sum_with([("8", 0.6), ("9", 0.36), ("3", 0.04)]);
+        assert_eq!(d.fields["dpt.l"].value, Some(98), "the reading stays");
         let hint = check.suggestion.as_ref().expect("a hint");
         assert_eq!((hint.field.as_str(), hint.value), ("dpt.l", 99));
         let listed = d.fields["dpt.l"]
@@ -2254,11 +2265,6 @@ mod tests {
             listed,
             "the field's own alternative"
         );
-        let flag = d
-            .flags
-            .iter()
-            .find(|f| f.rule.as_deref() == Some("dpt.lp_sum"))
-            .expect("the rule's flag");
         assert!(
             flag.message
                 .contains("Possible misreading: dpt.l may be 99"),
@@ -2277,26 +2283,8 @@ mod tests {
     fn an_officers_sum_that_no_alternative_explains_gets_no_hint() {
         // dpt.l read 97 for sure (second choices 1 and 4 in the last box): 97 + 101 != 200, and
         // no alternative of any of the three fields makes it hold.
-        let d = decide(
-            &template(),
-            &page1(&[(
-                "dpt.l",
-                sure_then("X9", [("7", 0.999), ("1", 0.0006), ("4", 0.0004)]),
-            )]),
-            &DecideConfig::default(),
-        );
-        let check = d
-            .checks
-            .iter()
-            .find(|c| c.rule == "dpt.lp_sum")
-            .expect("dpt.lp_sum checked");
-        assert_eq!(check.status, CheckStatus::Violated);
+        let (_, check, flag) = dpt_sum_with([("7", 0.999), ("1", 0.0006), ("4", 0.0004)]);
         assert_eq!(check.suggestion, None, "{check:?}");
-        let flag = d
-            .flags
-            .iter()
-            .find(|f| f.rule.as_deref() == Some("dpt.lp_sum"))
-            .expect("the rule's flag");
         assert!(
             !flag.message.contains("Possible misreading"),
             "{}",
