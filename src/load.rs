@@ -28,7 +28,11 @@ pub enum LoadError {
     /// `what` says what the file is, when its first bytes tell (HEIC, PDF...), and what to do.
     #[error("{path}: {what}; rekap reads JPEG, PNG and WebP photos")]
     UnknownFormat { path: String, what: String },
-    #[error("{path}: image of {width}x{height} pixels exceeds the budget of {max} pixels")]
+    #[error(
+        "{path}: image of {width}x{height} pixels exceeds the budget of {max} pixels (refused \
+         unread, as a possible decompression bomb); a real photo this large comes from a phone's \
+         high-resolution mode: retake it at the camera's default (12 MP is plenty) or scale it down"
+    )]
     TooLarge {
         path: String,
         width: u32,
@@ -524,8 +528,11 @@ mod tests {
         }
         let r = decode_photo(&bytes, "bomb.png");
         match r {
-            Err(LoadError::TooLarge { width, height, .. }) => {
+            Err(e @ LoadError::TooLarge { width, height, .. }) => {
                 assert_eq!((width, height), (side, side));
+                let message = e.to_string();
+                assert!(message.contains(&format!("{side}x{side}")), "{message}");
+                assert!(message.contains("retake it"), "says what to do: {message}");
             }
             other => panic!("expected TooLarge with the claimed size, got {other:?}"),
         }

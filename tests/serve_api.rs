@@ -656,6 +656,11 @@ async fn uploads_are_limited_and_typed() {
         String::from_utf8_lossy(&r.bytes)
     );
     assert_eq!(r.error_code(), "too_many_pixels");
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(message.contains("retake the photo"), "{message}");
     // A valid upload is stored and queued (no pipeline here: it ends `failed` with a reason);
     // the same photos again are recognised as a duplicate.
     let photo = fixture_photo();

@@ -360,7 +360,8 @@ async fn upload(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_many_pixels",
                 format!(
-                    "{fname}: {w}x{h} pixels exceeds the budget of {} pixels",
+                    "{fname}: {w}x{h} pixels exceeds the budget of {} pixels; retake the photo \
+                     at the camera's default resolution (12 MP is plenty) or scale it down",
                     crate::load::MAX_PIXELS
                 ),
             ));
