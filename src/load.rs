@@ -126,6 +126,7 @@ const TIFF_MESSAGE: &str = "a TIFF image (a scanner's output?), which rekap does
     save it as PNG or JPEG";
 const GIF_MESSAGE: &str = "a GIF image, which rekap does not decode: save the page as PNG or JPEG";
 const BMP_MESSAGE: &str = "a BMP image, which rekap does not decode: save it as PNG or JPEG";
+const UNRECOGNISED: &str = "not an image format rekap recognises";
 
 impl FileKind {
     /// The HTTP content type of the kinds rekap decodes (and serves to reviewers' browsers).
@@ -151,7 +152,8 @@ pub fn sniff(bytes: &[u8]) -> Option<FileKind> {
     if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
         return Some(FileKind::WebP);
     }
-    // ISO base media files (HEIF, AVIF): a box of type `ftyp` first, then the major brand.
+    // ISO base media files (HEIF, AVIF): a box of type `ftyp` first, then the major brand (an
+    // AVIF under the generic HEIF brand `mif1` is told as HEIF: the advice is the same).
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         return match &bytes[8..12] {
             b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
@@ -206,7 +208,7 @@ pub fn decode_photo(data: &[u8], name: &str) -> Result<Photo, LoadError> {
         None => {
             return Err(LoadError::UnknownFormat {
                 path: name.to_string(),
-                what: "not an image format rekap recognises".to_string(),
+                what: UNRECOGNISED.to_string(),
             });
         }
     };
@@ -313,7 +315,7 @@ fn decode_other_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadErr
     if reader.format().is_none() {
         return Err(LoadError::UnknownFormat {
             path: name.to_string(),
-            what: "not an image format rekap recognises".to_string(),
+            what: UNRECOGNISED.to_string(),
         });
     }
     // The size the header claims, read before any pixel and before the decoder's own limits
