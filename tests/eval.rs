@@ -734,6 +734,8 @@ fn html_report_has_sections_plots_and_crops() {
         "SILENT ERRORS",
         "Flag precision by flag code",
         "Officer errors",
+        // s2's broken dpt.lp_sum reads dpt.p wrong and carries no hint.
+        "Rule hints (the likeliest misreading named beside a broken hard rule): 0 of 1 rules",
         "alignment error at box corners",
         "Expected calibration error",
         "Reliability",

@@ -463,6 +463,14 @@ fn run_sections(index: usize, run: &Run, out: &mut String) {
             &["kind", "errors", "found", "recall"]
         )
     );
+    let hn = &m.hints;
+    let _ = write!(
+        out,
+        "<p>Rule hints (the likeliest misreading named beside a broken hard rule): {} of {} rules \
+         broken by a misreading have one, {} of them right; {} of {} rules broken only by an \
+         officer's arithmetic have one.</p>",
+        hn.hinted, hn.broken_by_misreading, hn.right, hn.officer_only_hinted, hn.officer_only
+    );
     let missed: Vec<Vec<String>> = o
         .errors
         .iter()
