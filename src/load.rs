@@ -198,17 +198,16 @@ pub fn decode_photo(data: &[u8], name: &str) -> Result<Photo, LoadError> {
     }
     let (gray, exif_orientation) = match sniff(data) {
         Some(FileKind::Jpeg) => decode_jpeg_gray(data, name)?,
-        Some(FileKind::Png | FileKind::WebP) => decode_other_gray(data, name)?,
-        Some(FileKind::Unsupported(what)) => {
+        Some(FileKind::Png) => decode_other_gray(data, name, image::ImageFormat::Png)?,
+        Some(FileKind::WebP) => decode_other_gray(data, name, image::ImageFormat::WebP)?,
+        other => {
+            let what = match other {
+                Some(FileKind::Unsupported(what)) => what,
+                _ => UNRECOGNISED,
+            };
             return Err(LoadError::UnknownFormat {
                 path: name.to_string(),
                 what: what.to_string(),
-            });
-        }
-        None => {
-            return Err(LoadError::UnknownFormat {
-                path: name.to_string(),
-                what: UNRECOGNISED.to_string(),
             });
         }
     };
@@ -305,33 +304,23 @@ fn luma_bt601(p: &[u8]) -> u8 {
     (y >> 8) as u8
 }
 
-fn decode_other_gray(data: &[u8], name: &str) -> Result<(GrayImage, u8), LoadError> {
-    let reader = ImageReader::new(Cursor::new(data))
-        .with_guessed_format()
-        .map_err(|e| LoadError::Decode {
-            path: name.to_string(),
-            message: e.to_string(),
-        })?;
-    if reader.format().is_none() {
-        return Err(LoadError::UnknownFormat {
-            path: name.to_string(),
-            what: UNRECOGNISED.to_string(),
-        });
-    }
+/// PNG or WebP (`format`, as [`sniff`] told it) through the `image` crate.
+fn decode_other_gray(
+    data: &[u8],
+    name: &str,
+    format: image::ImageFormat,
+) -> Result<(GrayImage, u8), LoadError> {
     // The size the header claims, read before any pixel and before the decoder's own limits
     // (which refuse a side over MAX_SIDE without saying how large the image claims to be), so
     // a refusal names the claimed size.
-    let header = reader
-        .format()
-        .map(|f| ImageReader::with_format(Cursor::new(data), f).into_dimensions());
-    if let Some(Ok((w, h))) = header {
+    if let Ok((w, h)) = ImageReader::with_format(Cursor::new(data), format).into_dimensions() {
         check_budget(name, w, h)?;
     }
+    let mut reader = ImageReader::with_format(Cursor::new(data), format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODER_ALLOC);
-    let mut reader = reader;
     reader.limits(limits);
     let derr = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => LoadError::TooLarge {

@@ -331,9 +331,9 @@ async fn upload(
     }
     // Check every photo's type and pixel budget from its header before storing anything.
     for (bytes, fname) in &photos {
-        let ct = sniff_image_type(bytes);
-        if ct == "application/octet-stream" {
-            let what = match crate::load::sniff(bytes) {
+        let kind = crate::load::sniff(bytes);
+        if kind.and_then(crate::load::FileKind::content_type).is_none() {
+            let what = match kind {
                 Some(crate::load::FileKind::Unsupported(what)) => what,
                 _ => "not a JPEG, PNG or WebP photo",
             };
