@@ -29,8 +29,8 @@ pub struct DecideConfig {
     /// no broken rule: its acceptance rests on the model alone, so it needs more than
     /// `accept_threshold` (the higher of the two applies).
     pub unchecked_accept_threshold: f64,
-    /// Minimum probability of the reported value on the field's own evidence (its boxes and
-    /// bubbles, before any rule). Rules can confirm a reading the model is already fairly sure
+    /// Minimum probability of the reported value on the field's own evidence (its boxes,
+    /// bubbles and tally range, before any sum or equality rule). Rules can confirm a reading the model is already fairly sure
     /// of, but not vouch alone for a doubtful one: a model's misreads are not independent
     /// (one officer writes every 2 alike), and two misreads of one hand can land on numbers
     /// that add up (measured: synth seed 45, where two 0.97 misreads of a submission satisfied
@@ -122,6 +122,8 @@ pub enum BubbleState {
 
 /// Count range implied by a tally grid: marked cells hold 1..=5 strokes each, and one more cell
 /// holding 1..=4 strokes may have gone unseen (`min` = cells marked, `max` = 5 x cells + 4).
+/// A value outside it is flagged, and counts [`TALLY_OUTSIDE_WEIGHT`] times as likely as one
+/// inside when a field's reading is weighed (`weigh_by_tally`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TallyRange {
     pub cells_marked: u32,
@@ -202,8 +204,9 @@ pub struct FieldReport {
     pub status: FieldStatus,
     /// Probability that `value` is what is written.
     pub confidence: f64,
-    /// Probability of `value` on the field's own evidence (its boxes and bubbles), before any
-    /// rule; a field is accepted only when this reaches `reading_floor`. Absent for missing
+    /// Probability of `value` on the field's own evidence (its boxes, bubbles and tally range;
+    /// for a field no equality rule reads, also the range its own rules expect: see
+    /// `weigh_by_range`), before any sum or equality rule; a field is accepted only when this reaches `reading_floor`. Absent for missing
     /// fields (and in results written before it was reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reading_confidence: Option<f64>,
@@ -562,6 +565,93 @@ fn candidates(ev: &FieldEvidence, cfg: &DecideConfig, use_bubbles: bool) -> Vec<
     merged
 }
 
+/// The rules that bound a field no equality rule reads, such as `date.day >= 14` and
+/// `date.day <= 15`: rules that read that field alone. Such a field's own reading is its only
+/// evidence, so a range its rules expect is the one thing that can tell a likely reading from an
+/// unlikely one (see [`weigh_by_range`]).
+fn range_only_rules<'r>(template: &Template, rules: &'r [Rule]) -> HashMap<String, Vec<&'r Rule>> {
+    let unchecked = unchecked_fields(template, rules);
+    let mut out: HashMap<String, Vec<&Rule>> = HashMap::new();
+    for rule in rules {
+        if let [only] = rule.fields.as_slice()
+            && unchecked.contains(only)
+        {
+            out.entry(only.clone()).or_default().push(rule);
+        }
+    }
+    out
+}
+
+/// Re-weigh a field's alternatives by the range its rules `bounds` expect (rules reading only
+/// this field): a value that breaks a soft rule counts `soft_rule_error_prior` times as likely
+/// as one that keeps it (a hard rule: `officer_error_prior`), as when an officer writes a date
+/// outside the counting days. See [`reweigh`] for when it applies.
+fn weigh_by_range(cs: &mut [Candidate], id: &str, bounds: &[&Rule], cfg: &DecideConfig) {
+    reweigh(cs, |v| {
+        let at = |f: &str| (f == id).then_some(v);
+        bounds
+            .iter()
+            .filter(|rule| matches!(rule.evaluate(&at), RuleOutcome::Violated { .. }))
+            .map(|rule| match rule.kind {
+                RuleKind::Hard => cfg.officer_error_prior,
+                RuleKind::Soft => cfg.soft_rule_error_prior,
+            })
+            .product()
+    });
+}
+
+/// How much less likely a count outside the tally grid's range ([`TallyRange`]) is than one
+/// inside it, as a likelihood ratio of the tally channel. Measured on all row totals of seeds
+/// 141 (3 MP), 161 (3 MP) and 162 (12 MP), hard cases and officer errors included, the truth
+/// lies outside the range read from the grid for 93 of 5,790, 83 of 5,740 and 46 of 5,830
+/// rows (0.8-1.6 %): a ratio of about 0.016. 0.05 errs towards doubt.
+pub const TALLY_OUTSIDE_WEIGHT: f64 = 0.05;
+
+/// Re-weigh a field's alternatives by its tally grid's count range, an independent channel
+/// like the bubbles: a value outside `range` counts [`TALLY_OUTSIDE_WEIGHT`] times as likely as
+/// one inside. See [`reweigh`] for when it applies.
+fn weigh_by_tally(cs: &mut [Candidate], range: TallyRange) {
+    reweigh(cs, |v| {
+        if v < i64::from(range.min) || v > i64::from(range.max) {
+            TALLY_OUTSIDE_WEIGHT
+        } else {
+            1.0
+        }
+    });
+}
+
+/// Multiply each alternative's probability by `weight(value)` (at most 1) and normalise.
+/// Applied only when the first reading has weight 1, so evidence from outside the boxes never
+/// changes what is reported, only how sure it is (a first reading the evidence speaks against is
+/// flagged by its rule or channel instead); the mass outside the listed alternatives keeps its
+/// full weight (it may hold values the evidence favours), as does a field read as nothing.
+/// Invariants: the first reading stays first (its weight is the largest), the alternatives stay
+/// sorted by probability, and with the unlisted mass they still sum to what they summed to.
+fn reweigh(cs: &mut [Candidate], weight: impl Fn(i64) -> f64) {
+    let w = |c: &Candidate| c.value.map_or(1.0, &weight);
+    if cs.first().map(w) != Some(1.0) {
+        return;
+    }
+    let listed: f64 = cs.iter().map(|c| c.prob).sum();
+    let unlisted = (1.0 - listed).max(0.0);
+    let weights: Vec<f64> = cs.iter().map(w).collect();
+    let norm = cs
+        .iter()
+        .zip(&weights)
+        .map(|(c, w)| c.prob * w)
+        .sum::<f64>()
+        + unlisted;
+    if norm <= 0.0 {
+        return;
+    }
+    let scale = (listed + unlisted) / norm;
+    for (c, w) in cs.iter_mut().zip(&weights) {
+        c.prob *= w * scale;
+    }
+    // Stable: the first reading, whose weight is the largest, keeps its place on a tie.
+    cs.sort_by(|a, b| b.prob.total_cmp(&a.prob));
+}
+
 /// The number the bubbles state: empty leading columns count as unused positions; `None` when
 /// a column is ambiguous or an empty column follows a filled one.
 fn bubbles_value(cols: &[BubbleColumn]) -> Option<i64> {
@@ -714,6 +804,7 @@ pub fn decide_pages(
     cfg: &DecideConfig,
 ) -> Decision {
     let rules = template.rules();
+    let range_rules = range_only_rules(template, &rules);
     let by_id: HashMap<&str, &FieldEvidence> =
         evidence.iter().map(|e| (e.id.as_str(), e)).collect();
     let mut flags: Vec<Flag> = Vec::new();
@@ -762,7 +853,13 @@ pub fn decide_pages(
             adjusted = with_quiet_blanks(ev);
             &adjusted
         };
-        let cs = candidates(ev, cfg, true);
+        let mut cs = candidates(ev, cfg, true);
+        if let Some(bounds) = range_rules.get(f.id.as_str()) {
+            weigh_by_range(&mut cs, &f.id, bounds, cfg);
+        }
+        if let Some(range) = ev.tally {
+            weigh_by_tally(&mut cs, range);
+        }
         let box_only = candidates(ev, cfg, false);
         let mut report = FieldReport {
             value: cs.first().and_then(|c| c.value),
@@ -912,11 +1009,18 @@ pub fn decide_pages(
         .iter()
         .map(|(id, r)| (id.clone(), (r.value, r.confidence)))
         .collect();
-    resolve_with_rules(&rules, &mut fields, &cands, &doubtful_fields, cfg);
-    let capped = cap_unsupported_lifts(&rules, &mut fields, &cands, cfg);
+    // The range rules already weighed their field's alternatives (`weigh_by_range`); the joint
+    // search over the other rules must not count them a second time.
+    let joint_rules: Vec<Rule> = rules
+        .iter()
+        .filter(|r| !range_rules.values().flatten().any(|b| b.id == r.id))
+        .cloned()
+        .collect();
+    resolve_with_rules(&joint_rules, &mut fields, &cands, &doubtful_fields, cfg);
+    let capped = cap_unsupported_lifts(&joint_rules, &mut fields, &cands, cfg);
     if !capped.is_empty() {
         relift_through_sure_partners(
-            &rules,
+            &joint_rules,
             &unresolved,
             &mut fields,
             &cands,
@@ -2307,21 +2411,64 @@ mod tests {
     fn unchecked_fields_need_the_stricter_threshold() {
         let t = template();
         let cfg = DecideConfig::default();
+        // The alternative, 15, lies in the counting days too: the range cannot tell them apart.
         let day = |p: f32| {
             let mut e = page1(&[]);
             e.push(ev(
                 "date.day",
-                sure_then("1", [("4", p), ("6", 1.0 - p), ("9", 0.0)]),
+                sure_then("1", [("4", p), ("5", 1.0 - p), ("9", 0.0)]),
             ));
             decide(&t, &e, &cfg).fields["date.day"].clone()
         };
-        // 0.998 would pass the general threshold (0.997) but not the unchecked one (0.999).
+        // 0.998 would pass the general threshold (0.997) but not the unchecked one (0.9995).
         let weak = day(0.998);
         assert_eq!(weak.value, Some(14));
         assert_eq!(weak.status, FieldStatus::Flagged, "{weak:?}");
         assert!(weak.flags.iter().any(|c| c == "low_confidence"));
         let strong = day(0.9999);
         assert_eq!(strong.status, FieldStatus::Accepted, "{strong:?}");
+    }
+
+    #[test]
+    fn the_counting_days_make_a_day_outside_them_an_unlikely_alternative() {
+        // 14 read at 0.998 beside 16 or 19 (after the counting days, a soft rule broken): the
+        // alternatives weigh a tenth (soft_rule_error_prior), so 14 reaches
+        // 0.998 / (0.998 + 0.1 * 0.002) = 0.9998 and is accepted. Beside 15, the other counting
+        // day, nothing changes (test above). A reading outside the range is never weighed: it
+        // stays what is written, as sure as the model says, and is flagged by the rule.
+        let t = template();
+        let cfg = DecideConfig::default();
+        let day = |first: &str, second: &str, p: f32| {
+            let mut e = page1(&[]);
+            e.push(ev(
+                "date.day",
+                sure_then("1", [(first, p), (second, 1.0 - p), ("0", 0.0)]),
+            ));
+            decide(&t, &e, &cfg).fields["date.day"].clone()
+        };
+        for other in ["6", "9"] {
+            let r = day("4", other, 0.998);
+            assert_eq!(r.value, Some(14), "{r:?}");
+            assert_eq!(r.status, FieldStatus::Accepted, "{r:?}");
+            let expected = 0.998 / (0.998 + 0.1 * 0.002);
+            assert!((r.confidence - expected).abs() < 1e-4, "{r:?}");
+            assert_eq!(r.reading_confidence, Some(r.confidence), "{r:?}");
+        }
+        // Weaker evidence stays flagged: 0.99 beside 16 gives 0.999, under 0.9995.
+        let weak = day("4", "6", 0.99);
+        assert_eq!(weak.status, FieldStatus::Flagged, "{weak:?}");
+        // 16 read first, 14 second: reported as written, its confidence not raised.
+        let late = day("6", "4", 0.9);
+        assert_eq!(late.value, Some(16), "{late:?}");
+        assert!((late.confidence - 0.9).abs() < 1e-4, "{late:?}");
+        assert_eq!(late.status, FieldStatus::Flagged, "{late:?}");
+        // Counts are never weighed by their soft bounds (`votes <= 300`): an officer's 800
+        // must stay as likely as the model reads it.
+        assert!(
+            range_only_rules(&t, &t.rules())
+                .keys()
+                .all(|id| id == "date.day")
+        );
     }
 
     #[test]
@@ -2409,6 +2556,74 @@ mod tests {
             (0..=3).map(in_order_tally_min).collect::<Vec<_>>(),
             vec![0, 1, 6, 11]
         );
+    }
+
+    #[test]
+    fn a_tally_makes_readings_outside_its_range_unlikely() {
+        // A row total 13 whose tens box might be a 7 or 9 (73, 93): 3 marked cells (3..=19)
+        // speak against both, so 13 rises from 0.99 to 0.99 / (0.99 + 0.05 * 0.01). A 13 whose
+        // ones box might be an 8 (18, inside the range) stays at 0.99: the tally cannot tell
+        // them apart. 73 read first is reported as read, flagged by the tally, never lifted.
+        let t = template();
+        let sure_box = |d: &str| Prediction {
+            label: lab(d),
+            confidence: 1.0,
+            top: [(lab(d), 1.0), (lab("0"), 0.0), (lab("5"), 0.0)],
+        };
+        let read = |boxes: Vec<Prediction>| {
+            let mut e = ev("votes.1.row2", boxes);
+            e.tally = Some(TallyRange {
+                cells_marked: 3,
+                min: 3,
+                max: 3 * STROKES_PER_CELL + 4,
+            });
+            decide(&t, &[e], &DecideConfig::default()).fields["votes.1.row2"].clone()
+        };
+        let own = |r: &FieldReport| r.reading_confidence.unwrap_or(0.0);
+        let weighed = read(vec![pbox("1", 0.99, "7"), sure_box("3")]);
+        assert_eq!(weighed.value, Some(13));
+        let expected = 0.99 / (0.99 + TALLY_OUTSIDE_WEIGHT * 0.01);
+        assert!((own(&weighed) - expected).abs() < 1e-4, "{weighed:?}");
+        let blind = read(vec![sure_box("1"), pbox("3", 0.99, "8")]);
+        assert_eq!(blind.value, Some(13));
+        assert!((own(&blind) - 0.99).abs() < 1e-4, "{blind:?}");
+        let outside = read(vec![pbox("7", 0.99, "1"), sure_box("3")]);
+        assert_eq!(outside.value, Some(73));
+        assert!((own(&outside) - 0.99).abs() < 1e-4, "{outside:?}");
+        assert!(outside.flags.iter().any(|c| c == "channel_disagreement"));
+    }
+
+    proptest::proptest! {
+        /// `reweigh` keeps the first reading first, the alternatives sorted and the total
+        /// (listed plus unlisted mass) unchanged; it never raises an alternative's share over
+        /// the first one's.
+        #[test]
+        fn reweighing_keeps_the_first_reading_and_the_total(
+            raw in proptest::collection::vec((0.0001f64..1.0, 0.0f64..=1.0), 1..7),
+            unlisted in 0.0f64..0.5,
+        ) {
+            let total: f64 = raw.iter().map(|r| r.0).sum();
+            let scale = (1.0 - unlisted) / total;
+            let mut cs: Vec<Candidate> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (p, _))| Candidate { value: Some(i as i64), prob: p * scale, labels: Vec::new() })
+                .collect();
+            cs.sort_by(|a, b| b.prob.total_cmp(&a.prob));
+            let first = cs[0].value;
+            let weights: HashMap<i64, f64> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (_, w))| (i as i64, if Some(i as i64) == first { 1.0 } else { *w }))
+                .collect();
+            reweigh(&mut cs, |v| weights[&v]);
+            proptest::prop_assert_eq!(cs[0].value, first);
+            proptest::prop_assert!(cs.windows(2).all(|w| w[0].prob >= w[1].prob));
+            let listed: f64 = cs.iter().map(|c| c.prob).sum();
+            let unlisted_after = (1.0 - listed).max(0.0);
+            proptest::prop_assert!((listed + unlisted_after - 1.0).abs() < 1e-9);
+            proptest::prop_assert!(unlisted_after >= unlisted - 1e-9);
+        }
     }
 
     #[test]
