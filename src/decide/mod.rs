@@ -1970,6 +1970,10 @@ const REPEAT_SUSPECT_BELOW: f32 = 0.999;
 /// digit box of `id` read under [`REPEAT_SUSPECT_BELOW`]. Measured: font-written seed 93 (model
 /// v8), `b1.p` 91 read 11 (its 9 at 0.995) and accepted through `b4_sum.p`, whose `b4.p` held the
 /// same misread 9 in the same column (93 read 13).
+///
+/// A box whose bubble column names its digit ([`bubble_confirms`]) takes no part: its digit has a
+/// witness the handwriting cannot fool (a repeated misread there would need the officer's bubble
+/// to match the misread too).
 fn blind_to_repeated_misread(
     rule: &Rule,
     fields: &BTreeMap<String, FieldReport>,
@@ -1986,10 +1990,12 @@ fn blind_to_repeated_misread(
         };
         side(&rule.lhs) - side(&rule.rhs)
     };
-    // The label of field `f`'s box in column `k` counted from the right (units = 0).
+    // The label of field `f`'s box in column `k` counted from the right (units = 0), unless its
+    // bubble confirms it.
     let label_at = |f: &str, k: usize| -> Option<Label> {
-        let b = &fields.get(f)?.boxes;
-        b.len().checked_sub(k + 1).map(|i| b[i].label)
+        let r = fields.get(f)?;
+        let i = r.boxes.len().checked_sub(k + 1)?;
+        (!bubble_confirms(r, i)).then_some(r.boxes[i].label)
     };
     let Some(mine) = fields.get(id) else {
         return false;
@@ -2000,6 +2006,9 @@ fn blind_to_repeated_misread(
             return false;
         };
         let k = n - 1 - i;
+        if label_at(id, k).is_none() {
+            return false;
+        }
         let sharing: Vec<&String> = rule
             .fields
             .iter()
@@ -2007,6 +2016,18 @@ fn blind_to_repeated_misread(
             .collect();
         sharing.len() >= 2 && sharing.iter().map(|f| coef(f)).sum::<f64>().abs() < 1e-9
     })
+}
+
+/// Does box `i` of `r` have a bubble column stating its digit (exactly one bubble clearly filled,
+/// the box's digit)?
+fn bubble_confirms(r: &FieldReport, i: usize) -> bool {
+    let (Some(b), Some(col)) = (
+        r.boxes.get(i),
+        r.channels.bubbles.as_ref().and_then(|cols| cols.get(i)),
+    ) else {
+        return false;
+    };
+    matches!((b.label, col.state), (Label::Digit(d), BubbleState::One(e)) if d == e)
 }
 
 /// Numeric fields of `template` that no equality rule (hard or soft) reads.

@@ -37,6 +37,9 @@ pub struct BoxCrop {
     pub range: f64,
     /// Separate box-line remnants erased from `ink` (`gray` keeps them, for review).
     pub edge_lines: usize,
+    /// Paper minus the dark level of the box's printed outline ([`frame_contrast`]), measured
+    /// only when the paper is saturated ([`SATURATED_PAPER`]); `None` otherwise.
+    pub frame_contrast: Option<f64>,
 }
 
 /// A crop whose tensor came out empty although its grey range is at least this: a faint mark
@@ -45,10 +48,58 @@ pub struct BoxCrop {
 pub const DOUBTFUL_EMPTY_RANGE: f64 = 20.0;
 /// Paper at or above this grey level is saturated (glare, overexposure): strokes may be gone.
 pub const SATURATED_PAPER: f64 = 250.0;
+/// How far beyond the box's printed outline the outline test samples, mm (the line itself is
+/// about 0.3 mm wide; the margin absorbs alignment and snap error).
+pub const FRAME_BAND_MM: f64 = 0.6;
+/// Share of the outline test's samples taken as the outline's dark level (a low quantile: the
+/// printed line covers about a tenth of the sampled rectangle).
+pub const FRAME_DARK_QUANTILE: f64 = 0.05;
+/// Saturated paper washes strokes out only where the light also lifts the print: an empty box on
+/// saturated paper whose printed outline still stands at least this far below the paper is read
+/// like any other box (an overexposed photo), one whose outline is fainter stays doubtful
+/// (glare). Empty crops on saturated paper, seeds 161 (3 MP) / 162 (12 MP): blank boxes on pages
+/// without glare measure 110-205 / 123-227 (373 of 405 / 355 of 362 at this bar or more); the
+/// digits glare erased 0-61 / 1-71, erased X marks 4-104 / 4-84.
+pub const MIN_FRAME_CONTRAST: f64 = 140.0;
+
+/// Is this box's paper saturated with its printed outline washed out too (glare), so that a
+/// stroke there may be gone without a trace?
+pub fn washed_out(c: &BoxCrop) -> bool {
+    c.paper >= SATURATED_PAPER && c.frame_contrast.is_none_or(|f| f < MIN_FRAME_CONTRAST)
+}
 
 /// Should an empty reading of this box be distrusted?
 pub fn is_doubtful(c: &BoxCrop, tensor_empty: bool) -> bool {
-    tensor_empty && (c.range >= DOUBTFUL_EMPTY_RANGE || c.paper >= SATURATED_PAPER)
+    tensor_empty && (c.range >= DOUBTFUL_EMPTY_RANGE || washed_out(c))
+}
+
+/// Paper level `paper` minus the dark level ([`FRAME_DARK_QUANTILE`]) of the template box `b`
+/// (mm, shifted by `(dx, dy)`) grown by [`FRAME_BAND_MM`] on every side: how dark its printed
+/// outline shows in the photo. `None` when the grown box falls outside the photo.
+pub fn frame_contrast(
+    gray: &GrayImage,
+    h: &Homography,
+    b: &RectMm,
+    dx: f64,
+    dy: f64,
+    paper: f64,
+) -> Option<f64> {
+    let r = [
+        b[0] + dx - FRAME_BAND_MM,
+        b[1] + dy - FRAME_BAND_MM,
+        b[2] + 2.0 * FRAME_BAND_MM,
+        b[3] + 2.0 * FRAME_BAND_MM,
+    ];
+    let (crop, off) = sample_rect(gray, h, &r, SAMPLE_PX_PER_MM);
+    if off > 0.0 {
+        return None;
+    }
+    let mut hist = [0usize; 256];
+    for p in crop.pixels() {
+        hist[usize::from(p[0])] += 1;
+    }
+    let n = crop.pixels().len();
+    Some(paper - normalize::quantile_level(&hist, n, FRAME_DARK_QUANTILE))
 }
 
 /// Border of a crop left out of the faint-mark test (crop pixels at [`SAMPLE_PX_PER_MM`], 1 mm):
@@ -157,7 +208,7 @@ pub const QUIET_MIN_PAGE_INK_RANGE: f64 = 60.0;
 pub fn is_quiet(c: &BoxCrop, tensor_empty: bool, page_trusts_empty: bool) -> bool {
     tensor_empty
         && page_trusts_empty
-        && c.paper < SATURATED_PAPER
+        && !washed_out(c)
         && faint_mark_score(&c.gray) < QUIET_MAX_SCORE
 }
 
@@ -266,6 +317,11 @@ pub fn cut_boxes(
             ];
             let quad_px = corners.map(|c| h.apply(c).unwrap_or([f64::NAN, f64::NAN]));
             let (ink, paper, range, edge_lines) = read_ink(&crop, normalize::PAPER_QUANTILE);
+            let frame_contrast = if paper >= SATURATED_PAPER {
+                frame_contrast(gray, h, b, dx, dy, paper)
+            } else {
+                None
+            };
             BoxCrop {
                 gray: crop,
                 ink,
@@ -274,6 +330,7 @@ pub fn cut_boxes(
                 paper,
                 range,
                 edge_lines,
+                frame_contrast,
             }
         })
         .collect()
@@ -740,6 +797,7 @@ mod tests {
             paper: 200.0,
             range,
             edge_lines: 0,
+            frame_contrast: None,
         }
     }
 
@@ -1009,6 +1067,19 @@ mod tests {
             ..quiet.clone()
         };
         assert!(!is_quiet(&glare, true, true));
+        assert!(is_doubtful(&glare, true));
+        // Saturated paper whose printed outline stays dark is an overexposed photo, not glare:
+        // read like any other box.
+        let bright = BoxCrop {
+            frame_contrast: Some(MIN_FRAME_CONTRAST),
+            ..glare.clone()
+        };
+        assert!(is_quiet(&bright, true, true) && !is_doubtful(&bright, true));
+        let lifted = BoxCrop {
+            frame_contrast: Some(MIN_FRAME_CONTRAST - 1.0),
+            ..glare.clone()
+        };
+        assert!(!is_quiet(&lifted, true, true) && is_doubtful(&lifted, true));
         let faint = BoxCrop {
             gray: noisy_crop(3.0, 14.0, 7),
             ..quiet
