@@ -2221,6 +2221,47 @@ mod tests {
     }
 
     #[test]
+    fn a_digit_its_bubble_confirms_is_no_repeated_misread() {
+        // votes.1 36 and its row 1 36 (the other rows 0): the rows' sum reads the units 6 on
+        // both sides, so a 6 misread alike in both would still add up, and row 1's 6, read at
+        // 0.995, could not be vouched for. When the bubbles of votes.1 state 3 and 6, its 6 is
+        // no handwriting the model could misread alike: the sum checks row 1.
+        let cfg = DecideConfig::default();
+        let column = |digit: Option<u8>| BubbleColumn {
+            fill: (0..10)
+                .map(|d| if Some(d) == digit { 0.9 } else { 0.1 })
+                .collect(),
+            state: digit.map_or(BubbleState::Empty, BubbleState::One),
+        };
+        let row1 = |bubbles: Option<Vec<BubbleColumn>>| {
+            let mut votes = ev("votes.1", sure("X36"));
+            votes.bubbles = bubbles;
+            let mut e = vec![
+                votes,
+                ev(
+                    "votes.1.row1",
+                    sure_then("3", [("6", 0.995), ("5", 0.004), ("0", 0.001)]),
+                ),
+            ];
+            for r in 2..=5 {
+                e.push(ev(&format!("votes.1.row{r}"), sure("X0")));
+            }
+            decide(&template(), &e, &cfg).fields["votes.1.row1"].clone()
+        };
+        let blind = row1(None);
+        assert_eq!(blind.value, Some(36));
+        assert_eq!(
+            blind.reading_floor,
+            Some(cfg.unchecked_accept_threshold),
+            "{blind:?}"
+        );
+        assert_eq!(blind.status, FieldStatus::Flagged, "{blind:?}");
+        let witnessed = row1(Some(vec![column(None), column(Some(3)), column(Some(6))]));
+        assert_eq!(witnessed.value, Some(36));
+        assert_eq!(witnessed.status, FieldStatus::Accepted, "{witnessed:?}");
+    }
+
+    #[test]
     fn rules_vouch_only_through_sure_partners() {
         // disabled.lp = disabled.l + disabled.p with p = 2 sure. lp reads 3 at 0.9966 (under
         // the 0.997 threshold on its own). Seed 45's silent error had this shape, with l misread.
