@@ -101,6 +101,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// sha256 of a file's bytes (lower-case hex); `None` when it cannot be read.
+pub fn file_sha256(path: &Path) -> Option<String> {
+    std::fs::read(path).ok().map(|data| sha256_hex(&data))
+}
+
 /// What a file's first bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {

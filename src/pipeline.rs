@@ -99,6 +99,8 @@ struct PageRead {
     report: PageReport,
     evidence: Vec<FieldEvidence>,
     timings: Timings,
+    /// Whether the file decoded to an image (false: an unreadable file).
+    decoded: bool,
 }
 
 /// Where `--crops` writes field crops, and at what resolution.
@@ -150,11 +152,15 @@ impl<M: Model> Pipeline<M> {
         let photo = match load::load_photo(file) {
             Ok(p) => p,
             Err(e) => {
+                // An unreadable upload is still named by its bytes, so a reviewer can tell
+                // which file it was; one that cannot even be read has none.
+                report.sha256 = load::file_sha256(file);
                 report.error = Some(e.to_string());
                 return PageRead {
                     report,
                     evidence: Vec::new(),
                     timings,
+                    decoded: false,
                 };
             }
         };
@@ -172,6 +178,7 @@ impl<M: Model> Pipeline<M> {
                     report,
                     evidence: Vec::new(),
                     timings,
+                    decoded: true,
                 };
             }
         };
@@ -191,6 +198,7 @@ impl<M: Model> Pipeline<M> {
                 report,
                 evidence: Vec::new(),
                 timings,
+                decoded: true,
             };
         }
         let Some(h) = al.h() else {
@@ -199,6 +207,7 @@ impl<M: Model> Pipeline<M> {
                 report,
                 evidence: Vec::new(),
                 timings,
+                decoded: true,
             };
         };
         let t2 = Instant::now();
@@ -303,6 +312,7 @@ impl<M: Model> Pipeline<M> {
                     report,
                     evidence: Vec::new(),
                     timings,
+                    decoded: true,
                 };
             }
         };
@@ -326,6 +336,7 @@ impl<M: Model> Pipeline<M> {
             report,
             evidence,
             timings,
+            decoded: true,
         }
     }
 
@@ -425,7 +436,7 @@ impl<M: Model> Pipeline<M> {
                 });
             }
             if let Some(err) = &r.report.error {
-                let code = if r.report.sha256.is_none() {
+                let code = if !r.decoded {
                     FlagCode::UnreadableFile
                 } else if r.report.page.is_none() {
                     FlagCode::NotAForm

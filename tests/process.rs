@@ -268,6 +268,9 @@ fn bad_input_is_flagged_and_the_batch_goes_on() {
     assert!(codes.contains(&"not_a_form".into()), "{codes:?}");
     for p in b["pages"].as_array().expect("pages") {
         assert!(p["error"].is_string(), "every bad file has its error: {p}");
+        // Named by its bytes even when unreadable (0-byte and truncated files, the bomb).
+        let bytes = std::fs::read(p["file"].as_str().expect("file")).expect("the file is there");
+        assert_eq!(p["sha256"], rekap::load::sha256_hex(&bytes).as_str(), "{p}");
     }
 }
 
