@@ -5,9 +5,9 @@
 //! positive temperature, and the `.onnx` next to the card hashes to the card's sha256.
 
 use super::{Label, NUM_CLASSES, RecognizeError};
+use crate::load::sha256_hex;
 use crate::segment::normalize::{CANVAS, PREPROCESSING_ID};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The card format version this code reads.
@@ -56,11 +56,6 @@ pub struct CardTraining {
     /// Further facts the trainer records (framework, epochs, wall time, ...), kept verbatim.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Hex sha256 of a byte string.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl ModelCard {
