@@ -601,10 +601,13 @@ fn weigh_by_range(cs: &mut [Candidate], id: &str, bounds: &[&Rule], cfg: &Decide
 }
 
 /// How much less likely a count outside the tally grid's range ([`TallyRange`]) is than one
-/// inside it, as a likelihood ratio of the tally channel. Measured on all row totals of seeds
-/// 141 (3 MP), 161 (3 MP) and 162 (12 MP), hard cases and officer errors included, the truth
-/// lies outside the range read from the grid for 93 of 5,790, 83 of 5,740 and 46 of 5,830
-/// rows (0.8-1.6 %): a ratio of about 0.016. 0.05 errs towards doubt.
+/// inside it, as a likelihood ratio of the tally channel. Measured on seeds 141 (3 MP), 161
+/// (3 MP) and 162 (12 MP), hard cases and officer errors included: the truth lies outside the
+/// range read from the grid for 93 of 5,790, 83 of 5,740 and 46 of 5,830 row totals (0.8-1.6 %,
+/// a ratio of about 0.016), and for 44 of 1,158, 45 of 1,148 and 16 of 1,166 grid totals
+/// (`votes.N`, `invalid`: 1.4-3.9 %, most of them officers' sums that disagree with their own
+/// tally). 0.05 errs towards doubt for the rows and is about what the totals measure (those also
+/// have bubbles or a sum to check them).
 pub const TALLY_OUTSIDE_WEIGHT: f64 = 0.05;
 
 /// Re-weigh a field's alternatives by its tally grid's count range, an independent channel
