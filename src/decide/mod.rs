@@ -29,8 +29,8 @@ pub struct DecideConfig {
     /// no broken rule: its acceptance rests on the model alone, so it needs more than
     /// `accept_threshold` (the higher of the two applies).
     pub unchecked_accept_threshold: f64,
-    /// Minimum probability of the reported value on the field's own evidence (its boxes,
-    /// bubbles and tally range, before any sum or equality rule). Rules can confirm a reading the model is already fairly sure
+    /// Minimum probability of the reported value on the field's own evidence (its boxes and
+    /// bubbles, a row total's tally range; before any sum or equality rule). Rules can confirm a reading the model is already fairly sure
     /// of, but not vouch alone for a doubtful one: a model's misreads are not independent
     /// (one officer writes every 2 alike), and two misreads of one hand can land on numbers
     /// that add up (measured: synth seed 45, where two 0.97 misreads of a submission satisfied
@@ -122,8 +122,8 @@ pub enum BubbleState {
 
 /// Count range implied by a tally grid: marked cells hold 1..=5 strokes each, and one more cell
 /// holding 1..=4 strokes may have gone unseen (`min` = cells marked, `max` = 5 x cells + 4).
-/// A value outside it is flagged, and counts [`TALLY_OUTSIDE_WEIGHT`] times as likely as one
-/// inside when a field's reading is weighed (`weigh_by_tally`).
+/// A value outside it is flagged, and for a row total counts [`TALLY_OUTSIDE_WEIGHT`] times as
+/// likely as one inside when its reading is weighed (`weigh_by_tally`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TallyRange {
     pub cells_marked: u32,
@@ -204,9 +204,9 @@ pub struct FieldReport {
     pub status: FieldStatus,
     /// Probability that `value` is what is written.
     pub confidence: f64,
-    /// Probability of `value` on the field's own evidence (its boxes, bubbles and tally range;
-    /// for a field no equality rule reads, also the range its own rules expect: see
-    /// `weigh_by_range`), before any sum or equality rule; a field is accepted only when this reaches `reading_floor`. Absent for missing
+    /// Probability of `value` on the field's own evidence (its boxes and bubbles, a row total's
+    /// tally range, and for a field no equality rule reads the range its own rules expect: see
+    /// `weigh_by_tally`, `weigh_by_range`), before any sum or equality rule; a field is accepted only when this reaches `reading_floor`. Absent for missing
     /// fields (and in results written before it was reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reading_confidence: Option<f64>,
@@ -600,17 +600,17 @@ fn weigh_by_range(cs: &mut [Candidate], id: &str, bounds: &[&Rule], cfg: &Decide
     });
 }
 
-/// How much less likely a count outside the tally grid's range ([`TallyRange`]) is than one
+/// How much less likely a row total outside its tally row's range ([`TallyRange`]) is than one
 /// inside it, as a likelihood ratio of the tally channel. Measured on seeds 141 (3 MP), 161
 /// (3 MP) and 162 (12 MP), hard cases and officer errors included: the truth lies outside the
-/// range read from the grid for 93 of 5,790, 83 of 5,740 and 46 of 5,830 row totals (0.8-1.6 %,
-/// a ratio of about 0.016), and for 44 of 1,158, 45 of 1,148 and 16 of 1,166 grid totals
-/// (`votes.N`, `invalid`: 1.4-3.9 %, most of them officers' sums that disagree with their own
-/// tally). 0.05 errs towards doubt for the rows and is about what the totals measure (those also
-/// have bubbles or a sum to check them).
+/// range read from the row for 93 of 5,790, 83 of 5,740 and 46 of 5,830 row totals (0.8-1.6 %,
+/// a ratio of about 0.016); 0.05 errs towards doubt. Only row totals are weighed: for the grids'
+/// totals (`votes.N`, `invalid`) the truth lies outside the whole grid's range for 44 of 1,158,
+/// 45 of 1,148 and 16 of 1,166 (1.4-3.9 %, mostly cells missed on pages with a hard case), too
+/// close to this weight to leave a margin, and those fields have bubbles or sums instead.
 pub const TALLY_OUTSIDE_WEIGHT: f64 = 0.05;
 
-/// Re-weigh a field's alternatives by its tally grid's count range, an independent channel
+/// Re-weigh a row total's alternatives by its tally row's count range, an independent channel
 /// like the bubbles: a value outside `range` counts [`TALLY_OUTSIDE_WEIGHT`] times as likely as
 /// one inside. See [`reweigh`] for when it applies.
 fn weigh_by_tally(cs: &mut [Candidate], range: TallyRange) {
@@ -860,7 +860,7 @@ pub fn decide_pages(
         if let Some(bounds) = range_rules.get(f.id.as_str()) {
             weigh_by_range(&mut cs, &f.id, bounds, cfg);
         }
-        if let Some(range) = ev.tally {
+        if let (FieldKind::RowTotals, Some(range)) = (f.kind, ev.tally) {
             weigh_by_tally(&mut cs, range);
         }
         let box_only = candidates(ev, cfg, false);
