@@ -315,6 +315,8 @@ fn submission_level_and_officer_errors() {
     assert_eq!((s.silently_wrong.count, s.silently_wrong.total), (1, 3));
     assert!((s.silently_wrong.upper95 - clopper_pearson_upper(1, 3, 0.95)).abs() < EPS);
     assert_eq!((s.review.count, s.review.total), (2, 3));
+    // Only s1 has no officer error, and it is accepted.
+    assert_eq!((s.clean_accepted.count, s.clean_accepted.total), (1, 1));
     let o = &e.metrics.officer_errors;
     // s2 sum_mismatch (rule flag) and bubble_mismatch (channel flag) found; s3 row total missed.
     assert_eq!((o.recall.count, o.recall.total), (2, 3));

@@ -198,6 +198,13 @@ pub fn summary_text(runs: &[(&str, &Metrics)]) -> String {
             sb.silently_wrong.count,
             100.0 * sb.silently_wrong.upper95
         );
+        let _ = writeln!(
+            s,
+            "submissions without an officer error: {} of {} accepted ({:.1}%)",
+            sb.clean_accepted.count,
+            sb.clean_accepted.total,
+            100.0 * sb.clean_accepted.rate
+        );
         let mut worst: Vec<_> = f
             .per_field
             .iter()

@@ -197,6 +197,9 @@ pub struct SubmissionMetrics {
     pub silently_wrong_names: Vec<String>,
     /// needs_review or failed, among scored submissions.
     pub review: Rate,
+    /// Accepted, among the submissions whose truth has no officer error (the reading
+    /// pipeline's target: at least 90 %).
+    pub clean_accepted: Rate,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -434,7 +437,9 @@ pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
         silently_wrong: BoundedRate::default(),
         silently_wrong_names: Vec::new(),
         review: Rate::default(),
+        clean_accepted: Rate::default(),
     };
+    let (mut clean, mut clean_accepted) = (0u64, 0u64);
     let mut stage_ms: BTreeMap<String, f64> = BTreeMap::new();
     let mut result_pages = 0u64;
 
@@ -516,6 +521,10 @@ pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
             SubmissionStatus::Accepted => sub.accepted += 1,
             SubmissionStatus::NeedsReview => sub.needs_review += 1,
             SubmissionStatus::Failed => sub.failed += 1,
+        }
+        if t.officer_errors.is_empty() {
+            clean += 1;
+            clean_accepted += u64::from(r.status == SubmissionStatus::Accepted);
         }
         if any_silent || (r.status == SubmissionStatus::Accepted && any_wrong) {
             sub.silently_wrong_names.push(r.submission.clone());
@@ -619,6 +628,7 @@ pub fn evaluate(scored: &[Scored], template: Option<&Template>) -> Evaluation {
     }
     sub.silently_wrong = BoundedRate::new(sub.silently_wrong_names.len() as u64, sub.scored);
     sub.review = Rate::new(sub.needs_review + sub.failed, sub.scored);
+    sub.clean_accepted = Rate::new(clean_accepted, clean);
 
     let metrics = Metrics {
         submissions_scored: scored.len() as u64,
@@ -950,6 +960,10 @@ pub fn headline(m: &Metrics) -> Vec<(&'static str, f64)> {
             m.submissions.silently_wrong.upper95,
         ),
         ("submission review rate", m.submissions.review.rate),
+        (
+            "accepted without officer error",
+            m.submissions.clean_accepted.rate,
+        ),
         ("flag precision", m.fields.flag_precision.rate),
         ("officer-error recall", m.officer_errors.recall.rate),
         ("page identification", m.pages.identification.rate),
