@@ -101,11 +101,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// sha256 of a file's bytes (lower-case hex); `None` when it cannot be read.
-pub fn file_sha256(path: &Path) -> Option<String> {
-    std::fs::read(path).ok().map(|data| sha256_hex(&data))
-}
-
 /// What a file's first bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -186,12 +181,15 @@ pub fn sniff(bytes: &[u8]) -> Option<FileKind> {
 
 /// Read and decode one photo file.
 pub fn load_photo(path: &Path) -> Result<Photo, LoadError> {
-    let p = path.display().to_string();
-    let data = std::fs::read(path).map_err(|source| LoadError::Io {
-        path: p.clone(),
+    decode_photo(&read_file(path)?, &path.display().to_string())
+}
+
+/// A photo file's bytes, with the I/O error named as [`load_photo`] names it.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
         source,
-    })?;
-    decode_photo(&data, &p)
+    })
 }
 
 /// Decode photo bytes; `name` is used in errors.

@@ -99,8 +99,6 @@ struct PageRead {
     report: PageReport,
     evidence: Vec<FieldEvidence>,
     timings: Timings,
-    /// Whether the file decoded to an image (false: an unreadable file).
-    decoded: bool,
 }
 
 /// Where `--crops` writes field crops, and at what resolution.
@@ -149,18 +147,21 @@ impl<M: Model> Pipeline<M> {
             height: None,
         };
         let t0 = Instant::now();
-        let photo = match load::load_photo(file) {
-            Ok(p) => p,
-            Err(e) => {
+        let loaded = load::read_file(file).and_then(|data| {
+            load::decode_photo(&data, &fname).inspect_err(|_| {
                 // An unreadable upload is still named by its bytes, so a reviewer can tell
                 // which file it was; one that cannot even be read has none.
-                report.sha256 = load::file_sha256(file);
+                report.sha256 = Some(load::sha256_hex(&data));
+            })
+        });
+        let photo = match loaded {
+            Ok(p) => p,
+            Err(e) => {
                 report.error = Some(e.to_string());
                 return PageRead {
                     report,
                     evidence: Vec::new(),
                     timings,
-                    decoded: false,
                 };
             }
         };
@@ -178,7 +179,6 @@ impl<M: Model> Pipeline<M> {
                     report,
                     evidence: Vec::new(),
                     timings,
-                    decoded: true,
                 };
             }
         };
@@ -198,7 +198,6 @@ impl<M: Model> Pipeline<M> {
                 report,
                 evidence: Vec::new(),
                 timings,
-                decoded: true,
             };
         }
         let Some(h) = al.h() else {
@@ -207,7 +206,6 @@ impl<M: Model> Pipeline<M> {
                 report,
                 evidence: Vec::new(),
                 timings,
-                decoded: true,
             };
         };
         let t2 = Instant::now();
@@ -312,7 +310,6 @@ impl<M: Model> Pipeline<M> {
                     report,
                     evidence: Vec::new(),
                     timings,
-                    decoded: true,
                 };
             }
         };
@@ -336,7 +333,6 @@ impl<M: Model> Pipeline<M> {
             report,
             evidence,
             timings,
-            decoded: true,
         }
     }
 
@@ -436,7 +432,8 @@ impl<M: Model> Pipeline<M> {
                 });
             }
             if let Some(err) = &r.report.error {
-                let code = if !r.decoded {
+                // The size is known exactly when the file decoded.
+                let code = if r.report.width.is_none() {
                     FlagCode::UnreadableFile
                 } else if r.report.page.is_none() {
                     FlagCode::NotAForm

@@ -30,8 +30,9 @@ pub struct DecideConfig {
     /// `accept_threshold` (the higher of the two applies).
     pub unchecked_accept_threshold: f64,
     /// Minimum probability of the reported value on the field's own evidence (its boxes and
-    /// bubbles, a row total's tally range; before any sum or equality rule). Rules can confirm a reading the model is already fairly sure
-    /// of, but not vouch alone for a doubtful one: a model's misreads are not independent
+    /// bubbles, a row total's tally range; before any sum or equality rule). Rules can confirm
+    /// a reading the model is already fairly sure of, but not vouch alone for a doubtful one: a
+    /// model's misreads are not independent
     /// (one officer writes every 2 alike), and two misreads of one hand can land on numbers
     /// that add up (measured: synth seed 45, where two 0.97 misreads of a submission satisfied
     /// a sum rule and were lifted to 0.998).
@@ -206,8 +207,9 @@ pub struct FieldReport {
     pub confidence: f64,
     /// Probability of `value` on the field's own evidence (its boxes and bubbles, a row total's
     /// tally range, and for a field no equality rule reads the range its own rules expect: see
-    /// `weigh_by_tally`, `weigh_by_range`), before any sum or equality rule; a field is accepted only when this reaches `reading_floor`. Absent for missing
-    /// fields (and in results written before it was reported).
+    /// `weigh_by_tally`, `weigh_by_range`), before any sum or equality rule; a field is
+    /// accepted only when this reaches `reading_floor`. Absent for missing fields (and in
+    /// results written before it was reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reading_confidence: Option<f64>,
     /// The `reading_confidence` this field needed: `min_reading_confidence`, or
@@ -1016,7 +1018,7 @@ pub fn decide_pages(
     // search over the other rules must not count them a second time.
     let joint_rules: Vec<Rule> = rules
         .iter()
-        .filter(|r| !range_rules.values().flatten().any(|b| b.id == r.id))
+        .filter(|r| !matches!(r.fields.as_slice(), [only] if range_rules.contains_key(only)))
         .cloned()
         .collect();
     resolve_with_rules(&joint_rules, &mut fields, &cands, &doubtful_fields, cfg);

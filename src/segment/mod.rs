@@ -94,10 +94,7 @@ pub fn frame_contrast(
     if off > 0.0 {
         return None;
     }
-    let mut hist = [0usize; 256];
-    for p in crop.pixels() {
-        hist[usize::from(p[0])] += 1;
-    }
+    let hist = normalize::grey_histogram(&crop);
     let n = crop.pixels().len();
     Some(paper - normalize::quantile_level(&hist, n, FRAME_DARK_QUANTILE))
 }

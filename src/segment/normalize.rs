@@ -175,12 +175,18 @@ pub fn crop_levels(crop: &GrayImage, paper_quantile: f64) -> (f64, f64) {
     if n == 0 {
         return (255.0, 0.0);
     }
-    let mut hist = [0usize; 256];
-    for p in crop.pixels() {
-        hist[p.0[0] as usize] += 1;
-    }
+    let hist = grey_histogram(crop);
     let paper = quantile_level(&hist, n, paper_quantile);
     (paper, paper - quantile_level(&hist, n, INK_QUANTILE))
+}
+
+/// Count of each grey level in `crop`.
+pub(crate) fn grey_histogram(crop: &GrayImage) -> [usize; 256] {
+    let mut hist = [0usize; 256];
+    for p in crop.pixels() {
+        hist[usize::from(p.0[0])] += 1;
+    }
+    hist
 }
 
 /// Ink map of a standalone grey crop of one box (dark ink on light paper).
