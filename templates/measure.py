@@ -528,6 +528,8 @@ def field_toml(f):
         "boxes",
         "line_mm",
         "guide",
+        "guide_dots",
+        "guide_grey",
         "of",
         "row",
         "columns",
@@ -575,6 +577,47 @@ def render(pdf: str, dpi: int, outdir: str, renderer: str):
             [renderer, "-r", str(dpi), "-png", pdf, os.path.join(outdir, "p")], check=True
         )
     return paths
+
+
+# The printed guide's dots: grey between the black of the lines and the white paper.
+GUIDE_DARKEST = 100
+GUIDE_LIGHTEST = 245
+# Boxes of one field must carry the same guide, dot for dot, within this (mm).
+GUIDE_MATCH_MM = 0.1
+
+
+def guide_dots(pg: Page, rect):
+    """The dots of the guide printed inside box `rect` (inside edge, mm): a list of
+    [x, y, w, h] mm relative to the box's top-left corner (row by row), and the darkest grey of
+    the dots (0-255). The box's lines are left out by a 1 mm inset."""
+    x0, y0 = pg.px(rect[0] + 1.0), pg.px(rect[1] + 1.0)
+    x1, y1 = pg.px(rect[0] + rect[2] - 1.0), pg.px(rect[1] + rect[3] - 1.0)
+    sub = pg.g[y0:y1, x0:x1]
+    m = ((sub > GUIDE_DARKEST) & (sub < GUIDE_LIGHTEST)).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m)
+    dots = []
+    for x, y, w, h, a in stats[1:n]:
+        if a < 4:
+            continue
+        dots.append([pg.mm(x0 + x) - rect[0], pg.mm(y0 + y) - rect[1], pg.mm(w), pg.mm(h)])
+    dots.sort(key=lambda d: (round(d[1], 1), d[0]))
+    grey = int(sub[m > 0].min()) if dots else 255
+    return [[r2(v) for v in d] for d in dots], grey
+
+
+def field_guide(pg: Page, fid, boxes):
+    """The guide dots shared by every box of field `fid` (see `guide_dots`)."""
+    first, grey = guide_dots(pg, boxes[0][0])
+    if not first:
+        sys.exit(f"{fid}: no guide dots found")
+    for b in boxes[1:]:
+        dots, _ = guide_dots(pg, b[0])
+        same = len(dots) == len(first) and all(
+            abs(u - v) <= GUIDE_MATCH_MM for d, e in zip(dots, first) for u, v in zip(d, e)
+        )
+        if not same:
+            sys.exit(f"{fid}: the boxes' guides differ")
+    return first, grey
 
 
 def digits_field(fid, page, boxes, label_id, label_en, guide=None, kind="digits"):
@@ -631,6 +674,7 @@ def measure(paths, dpi):
                         guide="dotted8",
                     )
                 )
+                fields[-1]["guide_dots"], fields[-1]["guide_grey"] = field_guide(pg, vid, row)
                 top, left = row[0][0][1], row[0][0][0]
                 cols, radius = find_bubbles(pg, [b[0] for b in row], vid)
                 fields.append(

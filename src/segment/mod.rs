@@ -40,6 +40,9 @@ pub struct BoxCrop {
     /// Paper minus the dark level of the box's printed outline ([`frame_contrast`]), measured
     /// only when the paper is saturated ([`SATURATED_PAPER`]); `None` otherwise.
     pub frame_contrast: Option<f64>,
+    /// Samples (row-major, one per pixel of `gray`) the faint-mark test leaves out: the track
+    /// of a printed guide ([`without_guide`]). Empty: none.
+    pub hidden: Vec<bool>,
 }
 
 /// A crop whose tensor came out empty although its grey range is at least this: a faint mark
@@ -71,6 +74,57 @@ pub fn washed_out(c: &BoxCrop) -> bool {
 /// Should an empty reading of this box be distrusted?
 pub fn is_doubtful(c: &BoxCrop, tensor_empty: bool) -> bool {
     tensor_empty && (c.range >= DOUBTFUL_EMPTY_RANGE || washed_out(c))
+}
+
+/// How far around each printed guide dot (template `guide_dots`) [`without_guide`] hides the
+/// crop, mm: the photo's blur spreads a dot by a few tenths of a millimetre, and snapping leaves
+/// the box a tenth or two off.
+pub const GUIDE_MASK_MARGIN_MM: f64 = 0.5;
+
+/// The crop the emptiness tests ([`is_quiet`], [`is_doubtful`]) should judge for a box with a
+/// printed guide (the faint dotted "8" of page 2): `c` with every sample within
+/// [`GUIDE_MASK_MARGIN_MM`] of one of the guide's `dots` (mm from the box's top-left corner)
+/// set to the crop's paper level, its paper and range then read again as [`cut_page`] reads
+/// them (`descreened`: from a smoothed copy). Without this, every empty box of page 2 shows the
+/// guide's range (18-27 grey levels on seed 162) and faint-mark score (4.6-10.6), so none is
+/// quiet and most are doubtful, which flags every page-2 number written without an `X`.
+/// What is hidden is the guide's own track: a faint stroke elsewhere in the box still counts,
+/// while one traced exactly over the dots does not (the bubbles of its column still speak).
+pub fn without_guide(c: &BoxCrop, dots: &[RectMm], descreened: bool) -> BoxCrop {
+    let mut gray = c.gray.clone();
+    let paper = c.paper.round().clamp(0.0, 255.0) as u8;
+    let m = GUIDE_MASK_MARGIN_MM;
+    let mut hidden = vec![false; gray.pixels().len()];
+    for ((x, y, p), hide) in gray.enumerate_pixels_mut().zip(hidden.iter_mut()) {
+        // Centre of the sample in mm from the box's top-left corner (the crop starts
+        // `BOX_MARGIN_MM` inside the box, at `SAMPLE_PX_PER_MM`).
+        let xm = (f64::from(x) + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
+        let ym = (f64::from(y) + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
+        let on_dot = dots.iter().any(|d| {
+            xm >= d[0] - m && xm <= d[0] + d[2] + m && ym >= d[1] - m && ym <= d[1] + d[3] + m
+        });
+        if on_dot {
+            p.0[0] = paper;
+            *hide = true;
+        }
+    }
+    let (_, paper, range, edge_lines) = if descreened {
+        let smooth = imageproc::filter::gaussian_blur_f32(&gray, DESCREEN_SIGMA_PX);
+        read_ink(&smooth, DESCREEN_PAPER_QUANTILE)
+    } else {
+        read_ink(&gray, normalize::PAPER_QUANTILE)
+    };
+    BoxCrop {
+        gray,
+        ink: c.ink.clone(),
+        off_photo: c.off_photo,
+        quad_px: c.quad_px,
+        paper,
+        range,
+        edge_lines,
+        frame_contrast: c.frame_contrast,
+        hidden,
+    }
 }
 
 /// Paper level `paper` minus the dark level ([`FRAME_DARK_QUANTILE`]) of the template box `b`
@@ -128,11 +182,19 @@ pub const QUIET_MAX_SCORE: f64 = 2.9;
 /// `QUIET_NOISE_FLOOR`). A stroke, even a faint one, is a connected run of darker samples and
 /// survives the smoothing; noise does not. An empty or all-border crop scores 0.
 pub fn faint_mark_score(gray: &GrayImage) -> f64 {
+    faint_mark_score_outside(gray, &[])
+}
+
+/// [`faint_mark_score`] over the samples that `hidden` (row-major, one flag per crop pixel;
+/// empty: none hidden) does not hide: hidden samples are neither the paper, the noise nor the
+/// darkest spot. A crop with nothing left to judge scores 0.
+pub fn faint_mark_score_outside(gray: &GrayImage, hidden: &[bool]) -> f64 {
     let (w, h) = (gray.width() as usize, gray.height() as usize);
     let b = QUIET_BORDER_PX as usize;
     if w <= 2 * b || h <= 2 * b {
         return 0.0;
     }
+    let seen = |i: usize| hidden.get(i).is_none_or(|h| !h);
     let kernel = quiet_kernel();
     let r = kernel.len() / 2;
     // Invariant: the border is at least the kernel's radius, so every smoothed sample of the
@@ -162,9 +224,14 @@ pub fn faint_mark_score(gray: &GrayImage) -> f64 {
                 .enumerate()
                 .map(|(k, kv)| kv * horiz[(row + k) * iw + i])
                 .sum();
-            smooth.push(f64::from(v));
-            hist[usize::from(px[y * w + x0 + i])] += 1;
+            if seen(y * w + x0 + i) {
+                smooth.push(f64::from(v));
+                hist[usize::from(px[y * w + x0 + i])] += 1;
+            }
         }
+    }
+    if smooth.is_empty() {
+        return 0.0;
     }
     // Paper: the median grey level of the inner crop (the same sample as `median` picks).
     let paper = normalize::quantile_level(&hist, smooth.len(), 0.5);
@@ -206,7 +273,7 @@ pub fn is_quiet(c: &BoxCrop, tensor_empty: bool, page_trusts_empty: bool) -> boo
     tensor_empty
         && page_trusts_empty
         && !washed_out(c)
-        && faint_mark_score(&c.gray) < QUIET_MAX_SCORE
+        && faint_mark_score_outside(&c.gray, &c.hidden) < QUIET_MAX_SCORE
 }
 
 avx2_clone! {
@@ -328,6 +395,7 @@ pub fn cut_boxes(
                 range,
                 edge_lines,
                 frame_contrast,
+                hidden: Vec::new(),
             }
         })
         .collect()
@@ -795,6 +863,7 @@ mod tests {
             range,
             edge_lines: 0,
             frame_contrast: None,
+            hidden: Vec::new(),
         }
     }
 
@@ -1039,6 +1108,103 @@ mod tests {
         }
         assert!(faint_mark_score(&edge) < QUIET_MAX_SCORE);
         assert_eq!(faint_mark_score(&GrayImage::new(6, 6)), 0.0);
+    }
+
+    /// A paper crop of a page-2 vote box as cut (grey 200, noise 3 levels, blurred), its printed guide
+    /// dots `guide` levels darker, and optionally a faint straight stroke (`stroke` levels)
+    /// from the box's lower left to its upper right that misses no sample of its track.
+    fn guided_crop(guide: f64, stroke: f64, seed: u64) -> (BoxCrop, Vec<RectMm>) {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Normal};
+        let t = crate::template::Template::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(crate::template::DEFAULT_TEMPLATE_PATH),
+        )
+        .expect("bundled template");
+        let f = t.field("votes.1").expect("votes.1");
+        let b = f.boxes[0];
+        let side = ((b[2] - 2.0 * BOX_MARGIN_MM) * SAMPLE_PX_PER_MM).round() as u32;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let noise = Normal::new(0.0, 3.0).expect("finite sigma");
+        let gray = GrayImage::from_fn(side, side, |x, y| {
+            let xm = (f64::from(x) + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
+            let ym = (f64::from(y) + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
+            let dot = f
+                .guide_dots
+                .iter()
+                .any(|d| xm >= d[0] && xm <= d[0] + d[2] && ym >= d[1] && ym <= d[1] + d[3]);
+            let on_stroke = (f64::from(x) + f64::from(y) - f64::from(side)).abs() <= 1.0
+                && (8..side - 8).contains(&x);
+            let mut v = 200.0 + noise.sample(&mut rng);
+            if dot {
+                v -= guide;
+            }
+            if on_stroke {
+                v -= stroke;
+            }
+            Luma([v.round().clamp(0.0, 255.0) as u8])
+        });
+        // A camera's optics and JPEG smooth the paper's grain and the dots' edges.
+        let gray = imageproc::filter::gaussian_blur_f32(&gray, 1.0);
+        let (paper, range) = normalize::crop_levels(&gray, normalize::PAPER_QUANTILE);
+        let c = BoxCrop {
+            gray,
+            paper,
+            range,
+            ..crop_with(range, 0.0)
+        };
+        (c, f.guide_dots.clone())
+    }
+
+    #[test]
+    fn hidden_samples_take_no_part_in_the_faint_mark_test() {
+        // A dark blob inside a hidden square, 3 pixels clear of its edge (more than the
+        // smoothing reaches): the score over the rest is exactly that of the crop without it.
+        let plain = noisy_crop(3.0, 0.0, 5);
+        let mut blob = plain.clone();
+        for y in 21..27 {
+            for x in 21..27 {
+                blob.put_pixel(x, y, Luma([120]));
+            }
+        }
+        let hidden: Vec<bool> = (0..48 * 48)
+            .map(|i| (18..30).contains(&(i % 48)) && (18..30).contains(&(i / 48)))
+            .collect();
+        assert!(faint_mark_score(&blob) >= QUIET_MAX_SCORE);
+        assert_eq!(
+            faint_mark_score_outside(&blob, &hidden),
+            faint_mark_score_outside(&plain, &hidden)
+        );
+        assert!(faint_mark_score_outside(&blob, &hidden) < QUIET_MAX_SCORE);
+        // Nothing left to judge: no evidence of a mark.
+        assert_eq!(faint_mark_score_outside(&blob, &[true; 48 * 48]), 0.0);
+    }
+
+    #[test]
+    fn the_printed_guide_is_no_mark_but_a_stroke_beside_it_is() {
+        for seed in 0..10 {
+            // The guide's dots, 45 levels dark before the blur (about 25 after, as photographed
+            // on seed 161), look like a faint mark to the plain tests: doubtful, never quiet.
+            let (blank, dots) = guided_crop(45.0, 0.0, seed);
+            assert!(!is_quiet(&blank, true, true), "seed {seed}");
+            assert!(
+                is_doubtful(&blank, true),
+                "seed {seed}: range {}",
+                blank.range
+            );
+            // With the guide's track hidden the box is quiet paper.
+            let seen = without_guide(&blank, &dots, false);
+            assert!(is_quiet(&seen, true, true), "seed {seed}");
+            assert!(
+                !is_doubtful(&seen, true),
+                "seed {seed}: range {}",
+                seen.range
+            );
+            // A faint stroke under the ink threshold, crossing the box, still counts.
+            let (faint, dots) = guided_crop(45.0, 20.0, seed);
+            let seen = without_guide(&faint, &dots, false);
+            assert!(!is_quiet(&seen, true, true), "seed {seed}");
+        }
     }
 
     #[test]

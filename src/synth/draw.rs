@@ -6,15 +6,15 @@
 //! `[i/ppm, (i+1)/ppm)`; its centre is at `((i + 0.5) / ppm, (j + 0.5) / ppm)` mm.
 
 use crate::font::{GLYPH_H, GLYPH_W, glyph};
-use crate::template::{FieldKind, Guide, Page, RectMm, Template};
+use crate::template::{Field, FieldKind, Guide, Page, RectMm, Template};
 use image::RgbImage;
 
 /// Colour of clean paper (slightly warm off-white).
 pub const PAPER: [u8; 3] = [246, 244, 236];
 /// Printing ink (near black).
 pub const PRINT: [u8; 3] = [28, 28, 32];
-/// The faint printed dotted-8 guide.
-const GUIDE_GREY: [u8; 3] = [170, 170, 175];
+/// Grey of a printed guide whose template gives none (the official artwork's: 201 of 255).
+const DEFAULT_GUIDE_GREY: u8 = 201;
 /// Tally-grid inner lines (printed light).
 const GRID_GREY: [u8; 3] = [120, 120, 125];
 /// Width of bubble outlines, tally lines and table rules in mm (thin print, as on the form).
@@ -306,20 +306,12 @@ fn field_extent(f: &crate::template::Field) -> Option<[f64; 4]> {
     (b[0] <= b[2]).then_some(b)
 }
 
-/// Dotted "8" guide printed faintly inside a page-2 box.
-fn dotted_eight(c: &mut Canvas, r: RectMm) {
-    let cx = r[0] + r[2] / 2.0;
-    let dot = (r[2].min(r[3]) * 0.018).max(0.15);
-    for (cy, rx, ry) in [
-        (r[1] + r[3] * 0.3, r[2] * 0.26, r[3] * 0.19),
-        (r[1] + r[3] * 0.69, r[2] * 0.3, r[3] * 0.2),
-    ] {
-        let perim = std::f64::consts::PI * (rx + ry);
-        let n = (perim / (dot * 5.0)).round().max(8.0) as usize;
-        for k in 0..n {
-            let t = k as f64 / n as f64 * std::f64::consts::TAU;
-            c.disk([cx + rx * t.cos(), cy + ry * t.sin()], dot, GUIDE_GREY, 1.0);
-        }
+/// The guide printed faintly inside box `r` of field `f` (the dotted "8" of page 2): the
+/// template's dots, in its grey.
+fn guide(c: &mut Canvas, f: &Field, r: RectMm) {
+    let g = f.guide_grey.unwrap_or(DEFAULT_GUIDE_GREY);
+    for d in &f.guide_dots {
+        c.fill_rect([r[0] + d[0], r[1] + d[1], d[2], d[3]], [g, g, g], 1.0);
     }
 }
 
@@ -490,8 +482,8 @@ pub fn draw_page(t: &Template, page: &Page, c: &mut Canvas) {
                 let line = f.line_mm.unwrap_or(0.5);
                 for r in &f.boxes {
                     c.box_outline(*r, line, PRINT);
-                    if f.guide == Guide::Dotted8 {
-                        dotted_eight(c, *r);
+                    if f.guide != Guide::None {
+                        guide(c, f, *r);
                     }
                 }
             }

@@ -137,6 +137,13 @@ pub struct Field {
     pub line_mm: Option<f64>,
     #[serde(default)]
     pub guide: Guide,
+    /// The printed guide's dots, `[x, y, w, h]` mm relative to each box's top-left corner
+    /// (every box of the field carries the same guide); required with a guide.
+    #[serde(default)]
+    pub guide_dots: Vec<RectMm>,
+    /// Grey level (0-255, on white paper) of the guide's dots as printed.
+    #[serde(default)]
+    pub guide_grey: Option<u8>,
     /// The digits field this one backs up (bubbles, row_totals, tally_grid).
     #[serde(default)]
     pub of: Option<String>,
@@ -629,6 +636,28 @@ impl Field {
                 }
             }
         }
+        if self.guide == Guide::None {
+            if !self.guide_dots.is_empty() {
+                return Err((format!("{key}.guide_dots"), "needs a guide".into()));
+            }
+            if self.guide_grey.is_some() {
+                return Err((format!("{key}.guide_grey"), "needs a guide".into()));
+            }
+        } else {
+            if self.guide_dots.is_empty() {
+                return Err((format!("{key}.guide_dots"), "a guide needs its dots".into()));
+            }
+            for b in &self.boxes {
+                for (i, d) in self.guide_dots.iter().enumerate() {
+                    if !rect_inside(d, b[2], b[3]) {
+                        return Err((
+                            format!("{key}.guide_dots[{i}]"),
+                            format!("dot {d:?} must lie inside the {} x {} mm box", b[2], b[3]),
+                        ));
+                    }
+                }
+            }
+        }
         match self.kind {
             FieldKind::RowTotals => {
                 if !matches!(self.row, Some(r) if r >= 1) {
@@ -820,7 +849,12 @@ mod tests {
         assert_eq!(nboxes("dpt.l"), 3);
         assert_eq!(nboxes("votes.2.row3"), 2);
         assert_eq!(nboxes("date.year"), 4);
-        assert_eq!(t.field("votes.1").unwrap().guide, Guide::Dotted8);
+        let votes = t.field("votes.1").unwrap();
+        assert_eq!(votes.guide, Guide::Dotted8);
+        // The official guide: a dotted "8" of 33 square dots (5 wide, 9 high), printed grey.
+        assert_eq!(votes.guide_dots.len(), 33);
+        assert_eq!(votes.guide_grey, Some(201));
+        assert!(t.field("dpt.l").unwrap().guide_dots.is_empty());
         let tally = t.field("votes.3.tally").unwrap();
         assert_eq!(tally.tally_shape(), (5, 12));
         assert_eq!(tally.tally_cells().len(), 60);
@@ -995,6 +1029,28 @@ mod tests {
                     field_mut(v, "valid").insert("page".into(), 7.into());
                 }),
                 "`fields.\"valid\".page`",
+            ),
+            (
+                Box::new(|v| {
+                    field_mut(v, "votes.2").remove("guide_dots");
+                }),
+                "`fields.\"votes.2\".guide_dots`",
+            ),
+            (
+                Box::new(|v| {
+                    let d = field_mut(v, "votes.3")["guide_dots"]
+                        .as_array_mut()
+                        .unwrap();
+                    d[4] =
+                        toml::Value::Array(vec![18.5.into(), 2.0.into(), 0.7.into(), 0.7.into()]);
+                }),
+                "`fields.\"votes.3\".guide_dots[4]`",
+            ),
+            (
+                Box::new(|v| {
+                    field_mut(v, "valid").insert("guide_grey".into(), 201.into());
+                }),
+                "`fields.\"valid\".guide_grey`",
             ),
             (
                 Box::new(|v| {
