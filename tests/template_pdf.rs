@@ -164,3 +164,39 @@ fn cli_check_exit_status_follows_the_fit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("off by more than 0.5 mm"), "{err}");
 }
+
+#[test]
+fn the_guide_dots_sit_on_the_printed_guide() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pages) = render(dir.path(), 2, 2) else {
+        return;
+    };
+    let img = image::open(&pages[0]).unwrap().to_luma8();
+    let px_per_mm = f64::from(DPI) / 25.4;
+    let grey_at = |x_mm: f64, y_mm: f64| {
+        let (x, y) = ((x_mm * px_per_mm) as u32, (y_mm * px_per_mm) as u32);
+        img.get_pixel(x, y).0[0]
+    };
+    let t = template();
+    let mut checked = 0;
+    for f in t.fields_on_page(2).filter(|f| !f.guide_dots.is_empty()) {
+        let grey = f.guide_grey.expect("a guide has its grey");
+        for b in &f.boxes {
+            for d in &f.guide_dots {
+                let (cx, cy) = (b[0] + d[0] + d[2] / 2.0, b[1] + d[1] + d[3] / 2.0);
+                // The dot's centre is printed in the template's grey; a millimetre to the
+                // lower right, between the guide's rows and columns, is white paper.
+                let on = grey_at(cx, cy);
+                assert!(
+                    on.abs_diff(grey) <= 25,
+                    "{}: dot at {cx:.2},{cy:.2} mm reads {on}, template says {grey}",
+                    f.id
+                );
+                let off = grey_at(cx + 1.0, cy + 0.83);
+                assert!(off >= 245, "{}: beside a dot the render reads {off}", f.id);
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 3 * 3 * 33);
+}
