@@ -16,8 +16,6 @@
 //! the outer [`EDGE_BAND_PX`] samples.
 
 use super::normalize::{INK_THRESHOLD, InkMap};
-use image::{GrayImage, Luma};
-use imageproc::region_labelling::{Connectivity, connected_components};
 
 /// Width (in crop samples, 3 per mm) of the edge band a remnant lies in: at most 4 samples in
 /// every remnant measured (line 0.3-0.5 mm plus blur, after snapping to within ~0.2 mm).
@@ -42,68 +40,90 @@ pub fn erase_edge_lines(ink: &mut InkMap) -> usize {
 }
 
 /// [`erase_edge_lines`] after its size check, without the [`may_hold_remnant`] shortcut:
-/// label the marks and erase those that are remnants.
+/// trace the marks that reach into the edge band and erase those that are remnants.
+///
+/// A remnant lies entirely inside one edge strip, so only marks with a sample in the band can
+/// be one: each is traced (8-connected) from its first band sample in row-major order, and the
+/// rest of the crop, the handwriting in the middle, is never visited. Gives exactly what
+/// labelling every mark of the crop gives (`tests::erase_labelled_reference`).
 fn erase_labelled(ink: &mut InkMap) -> usize {
     let (h, w) = ink.dim();
-    let mask = GrayImage::from_fn(w as u32, h as u32, |x, y| {
-        Luma([u8::from(ink[[y as usize, x as usize]] >= INK_THRESHOLD)])
-    });
-    let labels = connected_components(&mask, Connectivity::Eight, Luma([0u8]));
-    // Bounding box (x0, y0, x1, y1) of each label, label 0 = background.
-    let n = labels.pixels().map(|p| p.0[0]).max().unwrap_or(0) as usize;
-    if n == 0 {
-        return 0;
-    }
-    let mut bbox = vec![(usize::MAX, usize::MAX, 0usize, 0usize); n + 1];
-    for (x, y, p) in labels.enumerate_pixels() {
-        let l = p.0[0] as usize;
-        if l == 0 {
-            continue;
-        }
-        let b = &mut bbox[l];
-        *b = (
-            b.0.min(x as usize),
-            b.1.min(y as usize),
-            b.2.max(x as usize),
-            b.3.max(y as usize),
-        );
-    }
     let band = EDGE_BAND_PX;
-    let is_remnant = |(x0, y0, x1, y1): (usize, usize, usize, usize)| {
-        if x0 == usize::MAX {
-            return false;
+    // The map's samples in row-major order (a map made with `InkMap::zeros` is one slice).
+    let owned: Vec<f64>;
+    let data: &[f64] = match ink.as_slice() {
+        Some(d) => d,
+        None => {
+            owned = ink.iter().copied().collect();
+            &owned
         }
-        let (len_x, len_y) = ((x1 - x0 + 1) as f64, (y1 - y0 + 1) as f64);
-        let vertical = (x1 < band || x0 >= w - band) && len_y >= EDGE_LINE_MIN_SHARE * h as f64;
-        let horizontal = (y1 < band || y0 >= h - band) && len_x >= EDGE_LINE_MIN_SHARE * w as f64;
-        vertical || horizontal
     };
-    let remnant: Vec<bool> = bbox.iter().map(|b| is_remnant(*b)).collect();
-    let removed = remnant.iter().filter(|r| **r).count();
-    if removed == 0 {
-        return 0;
+    let inked = |i: usize| data[i] >= INK_THRESHOLD;
+    let in_band = |x: usize, y: usize| x < band || x >= w - band || y < band || y >= h - band;
+    // Mark id per sample (row-major), 0 = not traced; ids count from 1.
+    let mut mark = vec![0u32; h * w];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut samples: Vec<usize> = Vec::new();
+    let mut remnants: Vec<(u32, Vec<usize>)> = Vec::new();
+    let mut next = 0u32;
+    for y in 0..h {
+        for x in 0..w {
+            let start = y * w + x;
+            if !in_band(x, y) || !inked(start) || mark[start] != 0 {
+                continue;
+            }
+            next += 1;
+            mark[start] = next;
+            stack.push(start);
+            samples.clear();
+            let (mut x0, mut y0, mut x1, mut y1) = (x, y, x, y);
+            while let Some(i) = stack.pop() {
+                samples.push(i);
+                let (cx, cy) = (i % w, i / w);
+                (x0, y0, x1, y1) = (x0.min(cx), y0.min(cy), x1.max(cx), y1.max(cy));
+                for ny in cy.saturating_sub(1)..=(cy + 1).min(h - 1) {
+                    for nx in cx.saturating_sub(1)..=(cx + 1).min(w - 1) {
+                        let n = ny * w + nx;
+                        if mark[n] == 0 && inked(n) {
+                            mark[n] = next;
+                            stack.push(n);
+                        }
+                    }
+                }
+            }
+            let (len_x, len_y) = ((x1 - x0 + 1) as f64, (y1 - y0 + 1) as f64);
+            let vertical = (x1 < band || x0 >= w - band) && len_y >= EDGE_LINE_MIN_SHARE * h as f64;
+            let horizontal =
+                (y1 < band || y0 >= h - band) && len_x >= EDGE_LINE_MIN_SHARE * w as f64;
+            if vertical || horizontal {
+                remnants.push((next, samples.clone()));
+            }
+        }
     }
     // Zero the remnant's own samples and the faint fringe next to them (below the ink
-    // threshold, so not part of any mark) inside the band.
-    let in_band = |x: usize, y: usize| x < band || x >= w - band || y < band || y >= h - band;
-    // Only `labels` is read below, so the map can be cleared in place.
-    for (x, y, p) in labels.enumerate_pixels() {
-        let (x, y) = (x as usize, y as usize);
-        if remnant[p.0[0] as usize] {
+    // threshold, so not part of any mark) inside the band: collected first, as the map is read
+    // until then.
+    let mut zero: Vec<usize> = Vec::new();
+    for (id, own) in &remnants {
+        for &i in own {
+            let (x, y) = (i % w, i / w);
             for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1), (0, 0)] {
                 let (xx, yy) = (x as i64 + dx, y as i64 + dy);
                 if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
                     continue;
                 }
                 let (xx, yy) = (xx as usize, yy as usize);
-                let own = labels.get_pixel(xx as u32, yy as u32).0[0] as usize;
-                if in_band(xx, yy) && (own == p.0[0] as usize || own == 0) {
-                    ink[[yy, xx]] = 0.0;
+                let n = yy * w + xx;
+                if in_band(xx, yy) && (mark[n] == *id || !inked(n)) {
+                    zero.push(n);
                 }
             }
         }
     }
-    removed
+    for n in zero {
+        ink[[n / w, n % w]] = 0.0;
+    }
+    remnants.len()
 }
 
 /// A necessary condition for a remnant, checked before labelling (most crops have clean
@@ -135,6 +155,8 @@ fn may_hold_remnant(ink: &InkMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::{GrayImage, Luma};
+    use imageproc::region_labelling::{Connectivity, connected_components};
 
     fn fill(ink: &mut InkMap, x0: usize, y0: usize, x1: usize, y1: usize, v: f64) {
         for y in y0..y1 {
@@ -206,6 +228,72 @@ mod tests {
         assert!(t.iter().all(|v| *v == 1.0));
     }
 
+    /// The labelling implementation [`erase_labelled`] replaced (every mark of the crop
+    /// labelled): the reference it must match.
+    fn erase_labelled_reference(ink: &mut InkMap) -> usize {
+        let (h, w) = ink.dim();
+        let mask = GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            Luma([u8::from(ink[[y as usize, x as usize]] >= INK_THRESHOLD)])
+        });
+        let labels = connected_components(&mask, Connectivity::Eight, Luma([0u8]));
+        // Bounding box (x0, y0, x1, y1) of each label, label 0 = background.
+        let n = labels.pixels().map(|p| p.0[0]).max().unwrap_or(0) as usize;
+        if n == 0 {
+            return 0;
+        }
+        let mut bbox = vec![(usize::MAX, usize::MAX, 0usize, 0usize); n + 1];
+        for (x, y, p) in labels.enumerate_pixels() {
+            let l = p.0[0] as usize;
+            if l == 0 {
+                continue;
+            }
+            let b = &mut bbox[l];
+            *b = (
+                b.0.min(x as usize),
+                b.1.min(y as usize),
+                b.2.max(x as usize),
+                b.3.max(y as usize),
+            );
+        }
+        let band = EDGE_BAND_PX;
+        let is_remnant = |(x0, y0, x1, y1): (usize, usize, usize, usize)| {
+            if x0 == usize::MAX {
+                return false;
+            }
+            let (len_x, len_y) = ((x1 - x0 + 1) as f64, (y1 - y0 + 1) as f64);
+            let vertical = (x1 < band || x0 >= w - band) && len_y >= EDGE_LINE_MIN_SHARE * h as f64;
+            let horizontal =
+                (y1 < band || y0 >= h - band) && len_x >= EDGE_LINE_MIN_SHARE * w as f64;
+            vertical || horizontal
+        };
+        let remnant: Vec<bool> = bbox.iter().map(|b| is_remnant(*b)).collect();
+        let removed = remnant.iter().filter(|r| **r).count();
+        if removed == 0 {
+            return 0;
+        }
+        // Zero the remnant's own samples and the faint fringe next to them (below the ink
+        // threshold, so not part of any mark) inside the band.
+        let in_band = |x: usize, y: usize| x < band || x >= w - band || y < band || y >= h - band;
+        // Only `labels` is read below, so the map can be cleared in place.
+        for (x, y, p) in labels.enumerate_pixels() {
+            let (x, y) = (x as usize, y as usize);
+            if remnant[p.0[0] as usize] {
+                for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1), (0, 0)] {
+                    let (xx, yy) = (x as i64 + dx, y as i64 + dy);
+                    if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
+                        continue;
+                    }
+                    let (xx, yy) = (xx as usize, yy as usize);
+                    let own = labels.get_pixel(xx as u32, yy as u32).0[0] as usize;
+                    if in_band(xx, yy) && (own == p.0[0] as usize || own == 0) {
+                        ink[[yy, xx]] = 0.0;
+                    }
+                }
+            }
+        }
+        removed
+    }
+
     proptest::proptest! {
         /// The shortcut never skips a crop that holds a remnant: wherever labelling finds one,
         /// the necessary condition holds.
@@ -228,6 +316,36 @@ mod tests {
             if !may_hold_remnant(&ink) {
                 proptest::prop_assert_eq!(erase_labelled(&mut ink.clone()), 0);
             }
+        }
+
+        /// Tracing from the band finds and erases exactly what labelling the whole crop does:
+        /// sparse specks (some in the band), lines along the edges at any depth into the band
+        /// (some long enough to be remnants, some touching specks), and faint fringes.
+        #[test]
+        fn erase_labelled_matches_labelling_every_mark(
+            bits in proptest::collection::vec(proptest::bool::weighted(0.04), 30 * 34),
+            lines in proptest::collection::vec((0usize..4, 0usize..5, 0usize..30, 5usize..30), 1..4),
+        ) {
+            let mut ink = InkMap::from_shape_fn((30, 34), |(y, x)| {
+                if bits[y * 34 + x] { 1.0 } else { 0.0 }
+            });
+            for (edge, depth, from, len) in lines {
+                for k in from..(from + len).min(30) {
+                    let (y, x, fy, fx) = match edge {
+                        0 => (k, depth, k, depth + 1),
+                        1 => (k, 33 - depth, k, 32 - depth),
+                        2 => (depth, k, depth + 1, k),
+                        _ => (29 - depth, k, 28 - depth, k),
+                    };
+                    ink[[y, x]] = 1.0;
+                    if ink[[fy, fx]] == 0.0 {
+                        ink[[fy, fx]] = 0.2;
+                    }
+                }
+            }
+            let (mut fast, mut slow) = (ink.clone(), ink.clone());
+            proptest::prop_assert_eq!(erase_labelled(&mut fast), erase_labelled_reference(&mut slow));
+            proptest::prop_assert_eq!(fast, slow);
         }
 
         #[test]

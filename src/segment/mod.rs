@@ -1430,6 +1430,22 @@ mod tests {
             .filter(digit)
             .flat_map(|f| cut_boxes(gray, &h, f, 0.0, 0.0))
             .collect();
+        time("ink_map_with_levels", &mut || {
+            crops
+                .iter()
+                .map(|c| {
+                    ink_map_with_levels(&c.gray, normalize::PAPER_QUANTILE)
+                        .0
+                        .len()
+                })
+                .sum()
+        });
+        time("read_ink", &mut || {
+            crops
+                .iter()
+                .map(|c| read_ink(&c.gray, normalize::PAPER_QUANTILE).3)
+                .sum()
+        });
         time("normalize", &mut || {
             crops
                 .iter()
