@@ -9,7 +9,7 @@ use crate::decide::{
 use crate::load;
 use crate::recognize::{Model, ModelPool, Prediction};
 use crate::segment::{self, normalize};
-use crate::template::{FieldKind, Guide, Template};
+use crate::template::{FieldKind, Template};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -235,16 +235,10 @@ impl<M: Model> Pipeline<M> {
             for (i, c) in crops.iter().enumerate() {
                 let t = normalize::normalize(&c.ink);
                 let empty = t.iter().all(|v| *v == 0.0);
-                let guide_free;
-                let c = if empty && f.guide != Guide::None {
-                    guide_free = segment::without_guide(c, &f.guide_dots, page_crops.descreened);
-                    &guide_free
-                } else {
-                    c
-                };
-                if segment::is_quiet(c, empty, trusts_empty) {
+                let c = segment::emptiness_view(c, f, empty, page_crops.descreened);
+                if segment::is_quiet(&c, empty, trusts_empty) {
                     quiet.push(i);
-                } else if segment::is_doubtful(c, empty) {
+                } else if segment::is_doubtful(&c, empty) {
                     doubtful.push(i);
                 }
                 tensors.push(t);

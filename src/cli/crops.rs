@@ -192,6 +192,8 @@ fn page_samples(
             };
             let t = normalize::normalize(&c.ink);
             let zero = t.iter().all(|v| *v == 0.0);
+            // What the pipeline's emptiness tests see (the printed guide left out).
+            let seen = segment::emptiness_view(c, f, zero, page.descreened);
             out.push(Sample {
                 tensor: tensor_u8(&t),
                 label,
@@ -207,12 +209,12 @@ fn page_samples(
                     "label": lab,
                     "hard": pt.conditions.hard,
                     "px_per_mm": px_per_mm,
-                    "paper": c.paper,
-                    "range": c.range,
+                    "paper": seen.paper,
+                    "range": seen.range,
                     "zero": zero,
-                    "doubtful": segment::is_doubtful(c, zero),
-                    "faint_score": zero.then(|| segment::faint_mark_score(&c.gray)),
-                    "quiet": segment::is_quiet(c, zero, page.trusts_empty_boxes()),
+                    "doubtful": segment::is_doubtful(&seen, zero),
+                    "faint_score": zero.then(|| segment::faint_mark_score_outside(&seen.gray, &seen.hidden)),
+                    "quiet": segment::is_quiet(&seen, zero, page.trusts_empty_boxes()),
                 }),
             });
         }

@@ -131,6 +131,21 @@ pub fn without_guide(c: &BoxCrop, dots: &[RectMm], descreened: bool) -> BoxCrop 
     }
 }
 
+/// The crop of box `c` of `field` that the emptiness tests judge: [`without_guide`] when the
+/// box has a printed guide and its ink map came out `empty`, `c` itself otherwise.
+pub fn emptiness_view<'a>(
+    c: &'a BoxCrop,
+    field: &Field,
+    empty: bool,
+    descreened: bool,
+) -> std::borrow::Cow<'a, BoxCrop> {
+    if empty && field.guide != crate::template::Guide::None {
+        std::borrow::Cow::Owned(without_guide(c, &field.guide_dots, descreened))
+    } else {
+        std::borrow::Cow::Borrowed(c)
+    }
+}
+
 /// Paper level `paper` minus the dark level ([`FRAME_DARK_QUANTILE`]) of the template box `b`
 /// (mm, shifted by `(dx, dy)`) grown by [`FRAME_BAND_MM`] on every side: how dark its printed
 /// outline shows in the photo. `None` when the grown box falls outside the photo.
