@@ -98,18 +98,33 @@ pub fn without_guide(c: &BoxCrop, dots: &[RectMm], descreened: bool) -> BoxCrop 
     let mut gray = c.gray.clone();
     let paper = c.paper.round().clamp(0.0, 255.0) as u8;
     let m = GUIDE_MASK_MARGIN_MM;
-    let mut hidden = vec![false; gray.pixels().len()];
-    for ((x, y, p), hide) in gray.enumerate_pixels_mut().zip(hidden.iter_mut()) {
-        // Centre of the sample in mm from the box's top-left corner (the crop starts
-        // `BOX_MARGIN_MM` inside the box, at `SAMPLE_PX_PER_MM`).
-        let xm = (f64::from(x) + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
-        let ym = (f64::from(y) + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
-        let on_dot = dots.iter().any(|d| {
-            xm >= d[0] - m && xm <= d[0] + d[2] + m && ym >= d[1] - m && ym <= d[1] + d[3] + m
-        });
-        if on_dot {
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    let mut hidden = vec![false; w * h];
+    // Centre of sample `i` along an axis, in mm from the box's top-left corner (the crop
+    // starts `BOX_MARGIN_MM` inside the box, at `SAMPLE_PX_PER_MM`).
+    let centre = |i: usize| (i as f64 + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
+    // The samples whose centre lies in `[lo, hi]` mm: found from the inverse of `centre`
+    // with a sample of slack either way, then kept by the exact test.
+    let span = |lo: f64, hi: f64, n: usize| {
+        let first = ((lo - BOX_MARGIN_MM) * SAMPLE_PX_PER_MM - 1.5)
+            .floor()
+            .max(0.0) as usize;
+        let last = (((hi - BOX_MARGIN_MM) * SAMPLE_PX_PER_MM + 0.5)
+            .ceil()
+            .max(0.0) as usize)
+            .min(n.saturating_sub(1));
+        (first..=last).filter(move |&i| i < n && (lo..=hi).contains(&centre(i)))
+    };
+    for d in dots {
+        for y in span(d[1] - m, d[1] + d[3] + m, h) {
+            for x in span(d[0] - m, d[0] + d[2] + m, w) {
+                hidden[y * w + x] = true;
+            }
+        }
+    }
+    for (p, hide) in gray.pixels_mut().zip(&hidden) {
+        if *hide {
             p.0[0] = paper;
-            *hide = true;
         }
     }
     let (_, paper, range, edge_lines) = if descreened {
@@ -1237,6 +1252,23 @@ mod tests {
         assert!(faint_mark_score_outside(&blob, &hidden) < QUIET_MAX_SCORE);
         // Nothing left to judge: no evidence of a mark.
         assert_eq!(faint_mark_score_outside(&blob, &[true; 48 * 48]), 0.0);
+    }
+
+    #[test]
+    fn the_guide_mask_is_every_sample_centred_near_a_dot() {
+        let (c, dots) = guided_crop(45.0, 0.0, 1);
+        let seen = without_guide(&c, &dots, false);
+        let (w, m) = (c.gray.width() as usize, GUIDE_MASK_MARGIN_MM);
+        for (i, hidden) in seen.hidden.iter().enumerate() {
+            let xm = ((i % w) as f64 + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
+            let ym = ((i / w) as f64 + 0.5) / SAMPLE_PX_PER_MM + BOX_MARGIN_MM;
+            let near = dots.iter().any(|d| {
+                (d[0] - m..=d[0] + d[2] + m).contains(&xm)
+                    && (d[1] - m..=d[1] + d[3] + m).contains(&ym)
+            });
+            assert_eq!(*hidden, near, "sample {i}");
+        }
+        assert!(seen.hidden.iter().filter(|h| **h).count() > 400);
     }
 
     #[test]
