@@ -74,6 +74,12 @@ const RANSAC_THRESHOLD_MM: f64 = 1.5;
 pub const MAX_GOOD_RMS_MM: f64 = 0.8;
 /// Mark squares (of 8) that must be found and agree for an alignment to be trusted.
 const MIN_GOOD_SQUARES: usize = 7;
+/// Marks that must be seen before the tag may take a missing one's place in the fit.
+const MIN_MARKS_WITH_TAG: usize = 3;
+/// Share of the four marks' quadrilateral the three seen marks and the tag must still span for
+/// a fit through the tag to be trusted: about 0.9 with the tag for the top-right mark, under
+/// 0.5 for any other.
+const MIN_TAG_STAND_IN_SPREAD: f64 = 0.75;
 /// Growth of a mark's other square (fraction of its side) excluded from a square's centroid.
 const OTHER_SQUARE_GROW: f64 = 0.15;
 
@@ -143,6 +149,10 @@ pub struct Alignment {
     /// ([`MAX_GOOD_TAG_OFFSET_MM`]) and every mark's printed pattern there too
     /// ([`MAX_GOOD_MARK_OFFSET_MM`]).
     pub good: bool,
+    /// True when one mark was not found and the tag's corners took its place in the fit (see
+    /// `tag_stands_in`); the tag offset then checks the fit less independently.
+    #[serde(default)]
+    pub tag_in_fit: bool,
 }
 
 /// JSON has no infinity: a non-finite error is written as `null` and read back as infinite.
@@ -1077,12 +1087,19 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
     let mut expected = 0;
     let mut rms = f64::INFINITY;
     let mut max_err = f64::INFINITY;
-    // Two rounds: the second starts from the better first fit.
-    for _ in 0..2 {
+    let mut tag_in_fit = false;
+    // Two rounds: the second starts from the better first fit; a third where the tag stood in
+    // for a mark (its place, searched around the first fit's prediction, may have been at the
+    // edge of the search).
+    let mut round = 0;
+    while round < 2 || (round < 3 && tag_in_fit) {
+        round += 1;
         let mut src = Vec::new();
         let mut dst = Vec::new();
         expected = 0;
+        let mut marks_seen = 0;
         for mark in &page.marks {
+            let mut seen = false;
             for (i, sq) in mark.squares.iter().enumerate() {
                 expected += 1;
                 let others: Vec<RectMm> = mark
@@ -1099,8 +1116,27 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
                 if let Some(c) = square_centroid(gray, &h, sq, &others) {
                     src.push([sq[0] + sq[2] / 2.0, sq[1] + sq[3] / 2.0]);
                     dst.push(c);
+                    seen = true;
                 }
             }
+            marks_seen += usize::from(seen);
+        }
+        let squares_found = src.len();
+        // One mark short (a corner cut off or covered): the tag's corners, where its printed
+        // pattern lies, are the fit's fourth place. Only then: with every mark seen the fit
+        // stays on the marks alone, and the tag remains an independent check of it.
+        tag_in_fit = false;
+        if marks_seen + 1 == page.marks.len()
+            && marks_seen >= MIN_MARKS_WITH_TAG
+            && let Some(d) = tag_offset(gray, &h, &page.tag.rect, &page.tag.bits)
+        {
+            for c in crate::template::rect_corners(&page.tag.rect) {
+                if let Some(p) = h.apply([c[0] + d[0], c[1] + d[1]]) {
+                    src.push(c);
+                    dst.push(p);
+                }
+            }
+            tag_in_fit = true;
         }
         if src.len() < 4 {
             break;
@@ -1108,7 +1144,8 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
         let scale = h.local_scale([page.width_mm / 2.0, page.height_mm / 2.0]);
         let fit = homography::ransac(&src, &dst, RANSAC_THRESHOLD_MM * scale)?;
         h = fit.h;
-        used = fit.inliers.len();
+        // Squares only: the tag's corners are not marks.
+        used = fit.inliers.iter().filter(|&&i| i < squares_found).count();
         let inv = h.inverse()?;
         let errs: Vec<f64> = fit
             .inliers
@@ -1144,10 +1181,11 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
         .iter()
         .map(|m| mark_offset_mm(gray, &h, m))
         .collect();
-    let good = used >= MIN_GOOD_SQUARES
-        && rms <= MAX_GOOD_RMS_MM
+    let all_marks =
+        used >= MIN_GOOD_SQUARES && mark_offsets.iter().all(|o| *o <= MAX_GOOD_MARK_OFFSET_MM);
+    let good = rms <= MAX_GOOD_RMS_MM
         && tag_offset <= MAX_GOOD_TAG_OFFSET_MM
-        && mark_offsets.iter().all(|o| *o <= MAX_GOOD_MARK_OFFSET_MM);
+        && (all_marks || (tag_in_fit && tag_stands_in(page, used, &mark_offsets)));
     Some(Alignment {
         page: page.number,
         tag_id: page.tag.id,
@@ -1165,7 +1203,45 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
             .map(|o| o.is_finite().then_some(*o))
             .collect(),
         good,
+        tag_in_fit,
     })
+}
+
+/// A fit that used the tag for a missing mark is trusted only when the three marks seen are
+/// whole (both squares of each in the fit, each printed pattern where the fit puts it) and the
+/// tag takes the missing mark's place in the page's spread: the marks' quadrilateral with the
+/// tag's centre instead of the missing mark keeps at least [`MIN_TAG_STAND_IN_SPREAD`] of its
+/// area. The tag sits beside the top-right mark, so it stands in for that one; for any other
+/// mark the four places collapse to three and the perspective far from them rests on the
+/// tag's 32 mm alone (such a page is read, not trusted).
+fn tag_stands_in(page: &Page, used: usize, mark_offsets: &[f64]) -> bool {
+    let Some(corners) = corner_marks(page) else {
+        return false;
+    };
+    let missing: Vec<usize> = (0..mark_offsets.len())
+        .filter(|&i| mark_offsets[i] > MAX_GOOD_MARK_OFFSET_MM)
+        .collect();
+    let squares_seen: usize = page
+        .marks
+        .iter()
+        .zip(mark_offsets)
+        .filter(|(_, o)| **o <= MAX_GOOD_MARK_OFFSET_MM)
+        .map(|(m, _)| m.squares.len())
+        .sum();
+    let [gone] = missing.as_slice() else {
+        return false;
+    };
+    // `corner_marks` is in CORNER_ORDER; the offsets are in the template's mark order.
+    let Some(slot) = CORNER_ORDER
+        .iter()
+        .position(|name| page.marks[*gone].name == *name)
+    else {
+        return false;
+    };
+    let r = page.tag.rect;
+    let mut quad = corners;
+    quad[slot] = [r[0] + r[2] / 2.0, r[1] + r[3] / 2.0];
+    used >= squares_seen && quad_area(&quad) >= MIN_TAG_STAND_IN_SPREAD * quad_area(&corners)
 }
 
 /// Largest offset (mm) between the printed tag and where the fitted homography puts it on a
@@ -1187,10 +1263,16 @@ const PATTERN_PLATEAU_SHARE: f64 = 0.97;
 /// Offset (mm) between the printed tag (`rect`, data `bits`) and its place under `h` (see
 /// `pattern_offset`); infinite when no offset matches the pattern (no tag there, or glare).
 pub fn tag_offset_mm(gray: &GrayImage, h: &Homography, rect: &RectMm, bits: &str) -> f64 {
+    tag_offset(gray, h, rect, bits).map_or(f64::INFINITY, |d| d[0].hypot(d[1]))
+}
+
+/// Where the printed tag lies relative to its place under `h` (template mm, see
+/// `pattern_offset`); `None` when no offset matches the pattern.
+fn tag_offset(gray: &GrayImage, h: &Homography, rect: &RectMm, bits: &str) -> Option<[f64; 2]> {
     let m = rect[2] / 8.0;
     let data: Vec<bool> = bits.bytes().map(|b| b == b'1').collect();
     if data.len() != 36 {
-        return f64::INFINITY;
+        return None;
     }
     // Module centres in template mm with their expected colour (true = black); the quiet zone
     // ring half a module outside the border is white.
@@ -1215,8 +1297,8 @@ pub fn tag_offset_mm(gray: &GrayImage, h: &Homography, rect: &RectMm, bits: &str
         }
     }
     match pattern_offset(gray, h, &points) {
-        Some((offset, score)) if score > MIN_TAG_SEPARATION => offset,
-        _ => f64::INFINITY,
+        Some((offset, score)) if score > MIN_TAG_SEPARATION => Some(offset),
+        _ => None,
     }
 }
 
@@ -1279,7 +1361,7 @@ pub fn mark_offset_mm(gray: &GrayImage, h: &Homography, mark: &crate::template::
         return f64::INFINITY;
     };
     match pattern_offset(gray, h, &points) {
-        Some((offset, score)) if score > MIN_MARK_SEPARATION => offset,
+        Some((offset, score)) if score > MIN_MARK_SEPARATION => offset[0].hypot(offset[1]),
         _ => f64::INFINITY,
     }
 }
@@ -1292,13 +1374,13 @@ avx2_clone! {
 /// template mm, true = black) is slid over the photo by up to [`PATTERN_SEARCH_MM`] and scored at
 /// every offset by how well it separates what should be black from what should be white (mean
 /// difference over spread); the centroid of the best-scoring offsets is the pattern's offset.
-/// Returns the offset's length in mm and the best score; `None` when no offset could be sampled
-/// entirely inside the photo.
+/// Returns the offset (template mm, the pattern's place minus its predicted place) and the best
+/// score; `None` when no offset could be sampled entirely inside the photo.
 fn pattern_offset(
     gray: &GrayImage,
     h: &Homography,
     points: &[([f64; 2], bool)],
-) -> Option<(f64, f64)> {
+) -> Option<([f64; 2], f64)> {
     let steps = (PATTERN_SEARCH_MM / PATTERN_SEARCH_STEP_MM).round() as i32;
     let mut scores: Vec<(f64, f64, f64)> = Vec::new();
     let mut vals: Vec<(f64, bool)> = Vec::with_capacity(points.len());
@@ -1360,7 +1442,7 @@ fn pattern_offset(
     let (sx, sy) = plateau
         .iter()
         .fold((0.0, 0.0), |(a, b), s| (a + s.1, b + s.2));
-    Some(((sx / n).hypot(sy / n), best))
+    Some(([sx / n, sy / n], best))
 }
 }
 
@@ -1497,6 +1579,7 @@ mod tests {
             tag_offset_mm: f64::INFINITY,
             mark_offsets_mm: Vec::new(),
             good: false,
+            tag_in_fit: false,
         };
         let text = serde_json::to_string(&al).unwrap();
         assert!(text.contains("\"rms_error_mm\":null"), "{text}");

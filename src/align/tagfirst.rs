@@ -40,6 +40,11 @@ const TAG_ANGLE_STEP_DEG: f64 = 3.0;
 /// tag-only pose ignores perspective, which moves far marks by a few percent of the page.
 const MARK_MATCH_FRACTION: f64 = 0.12;
 
+/// Marks matched near their places from which the coarse pose is a full homography (over the
+/// tag's corners and the marks) rather than an affine map: three marks and the tag are four
+/// places spread over the page.
+const MIN_MARKS_FOR_HOMOGRAPHY: usize = 3;
+
 /// Singular values below this (relative to coordinates in mm) make the affine fit refuse.
 const AFFINE_RANK_EPS: f64 = 1e-9;
 
@@ -172,12 +177,21 @@ fn with_marks(
             dst.push([cands[i].x, cands[i].y]);
         }
     }
-    if src.len() == 4 {
+    let marks_matched = src.len() - 4;
+    if marks_matched == 0 {
         return h_tag;
     }
     // The tag's corners lie close together, so with one or two far marks a full homography's
     // perspective terms would rest on almost nothing: fit an affine map (least squares), which
-    // the refinement then turns into a homography from the mark squares it finds.
+    // the refinement then turns into a homography from the mark squares it finds. With three
+    // marks the tag is a fourth place far from them, and the perspective matters: an affine
+    // compromise between a tilted page's marks and its tag put the marks 2-4 mm off (seed 177,
+    // a 7.6 degree tilt), beyond where the refinement looks for their squares.
+    if marks_matched >= MIN_MARKS_FOR_HOMOGRAPHY
+        && let Some(h) = Homography::fit(&src, &dst)
+    {
+        return h;
+    }
     affine_fit(&src, &dst).unwrap_or(h_tag)
 }
 
