@@ -3,7 +3,7 @@
 
 use image::{GrayImage, Luma};
 use proptest::prelude::*;
-use rekap::align::{AlignError, Homography, align_page};
+use rekap::align::{AlignError, Homography, MAX_TAG_HAMMING, align_page};
 use rekap::template::{DEFAULT_TEMPLATE_PATH, Template};
 use std::path::Path;
 
@@ -314,6 +314,69 @@ fn the_tag_stands_in_for_the_top_right_mark_only() {
         // All four marks seen: the fit rests on the marks alone and the tag checks it.
         let al = align_page(&clean, &t).expect("identified");
         assert!(al.good && !al.tag_in_fit, "{al:?}");
+    }
+}
+
+/// A heavily blurred photo (3 MP, shaken or out of focus): the marks are found but single tag
+/// modules wash out, so no pose reads the tag within the Hamming limit. The whole pattern
+/// still matches one page's code (blurred alike) far better than the others: each page is
+/// identified and aligned, at any turn.
+#[test]
+fn a_blurred_tag_still_identifies_its_page() {
+    let t = template();
+    for (page, angle, sigma) in [
+        (1, 0.0, 4.0),
+        (2, 90.0, 3.0),
+        (3, 183.0, 4.0),
+        (2, 270.0, 3.0),
+    ] {
+        let h = pose(&t, angle, 2e-5, 1300, 1700, 0.85);
+        let img = imageproc::filter::gaussian_blur_f32(&render(&t, page, &h, 1300, 1700), sigma);
+        let al = align_page(&img, &t)
+            .unwrap_or_else(|e| panic!("page {page} at {angle} deg not identified: {e}"));
+        assert_eq!(al.page, page, "angle {angle}");
+        assert!(
+            al.tag_hamming > MAX_TAG_HAMMING,
+            "the plain read must fail for this test to mean anything: {al:?}"
+        );
+        assert!(al.good, "{al:?}");
+        let got = Homography::from_array(al.homography).expect("homography");
+        let err = max_box_error_mm(&t, page, &h, &got);
+        assert!(
+            err < 0.5,
+            "page {page} at {angle} deg: boxes {err:.2} mm off"
+        );
+    }
+}
+
+/// The same blurred page with a plain dark square printed over its tag: blurred, a square
+/// resembles every blurred code, so no page may be chosen.
+#[test]
+fn a_dark_square_where_the_tag_belongs_identifies_nothing() {
+    let t = template();
+    let page = 2;
+    let h = pose(&t, 0.0, 2e-5, 1300, 1700, 0.85);
+    let mut img = render(&t, page, &h, 1300, 1700);
+    let r = t.page(page).expect("page").tag.rect;
+    let inv = h.inverse().expect("invertible");
+    for y in 0..img.height() {
+        for x in 0..img.width() {
+            let q = inv.apply([x as f64 + 0.5, y as f64 + 0.5]).expect("maps");
+            if inside(&r, q) {
+                img.put_pixel(x, y, Luma([30]));
+            }
+        }
+    }
+    for sigma in [0.0f32, 2.0, 4.0] {
+        let seen = if sigma > 0.0 {
+            imageproc::filter::gaussian_blur_f32(&img, sigma)
+        } else {
+            img.clone()
+        };
+        match align_page(&seen, &t) {
+            Err(AlignError::NotAForm { .. }) => {}
+            other => panic!("a square is no tag (blur {sigma}): {other:?}"),
+        }
     }
 }
 

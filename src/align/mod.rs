@@ -15,12 +15,18 @@
 //! 4. Refine: locate every mark square's centroid in the full-resolution photo and fit the final
 //!    homography by RANSAC over all of them; report the reprojection error in mm.
 //!
+//!    When no pose reads the tag (heavy blur washes out single modules), `softtag` compares the
+//!    whole tag, through poses from four marks, with every page's code blurred alike.
+//!
 //! Invariant: an [`Alignment`] is only returned when the tag matched a page of the template with
-//! at most [`MAX_TAG_HAMMING`] wrong modules, so a non-form photo cannot be "aligned" by chance.
+//! at most [`MAX_TAG_HAMMING`] wrong modules, or, through four marks, when its whole pattern
+//! matched one page's code far better than any other code and than a plain dark square
+//! (`softtag`), so a non-form photo cannot be "aligned" by chance.
 
 pub mod homography;
 pub mod sample;
 pub mod snap;
+mod softtag;
 mod tagfirst;
 
 pub use homography::Homography;
@@ -74,6 +80,9 @@ const RANSAC_THRESHOLD_MM: f64 = 1.5;
 pub const MAX_GOOD_RMS_MM: f64 = 0.8;
 /// Mark squares (of 8) that must be found and agree for an alignment to be trusted.
 const MIN_GOOD_SQUARES: usize = 7;
+/// Four-mark poses (largest quadrilaterals first) the blurred-tag fallback tries: the real marks
+/// span the page, so they are among the first few.
+const SOFT_TAG_MAX_QUADS: usize = 6;
 /// Marks that must be seen before the tag may take a missing one's place in the fit.
 const MIN_MARKS_WITH_TAG: usize = 3;
 /// Share of the four marks' quadrilateral the three seen marks and the tag must still span for
@@ -214,10 +223,16 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     attempts.push((fine, 2));
     let mut last = Err(AlignError::NotAForm { marks: 0 });
     for (factor, shrink) in attempts {
-        last = align_at(gray, template, factor, shrink);
+        last = align_at(gray, template, factor, shrink, false);
         if !matches!(last, Err(AlignError::NotAForm { .. })) {
             break;
         }
+    }
+    // No tag read anywhere: a heavily blurred tag may still show one page's code as a whole.
+    if matches!(last, Err(AlignError::NotAForm { .. }))
+        && let Ok(al) = align_at(gray, template, coarse, 1, true)
+    {
+        return Ok(al);
     }
     // Found but not trusted at the coarse scale: a mark too small to pass the square tests
     // there leaves the pose to the other marks or the tag alone. The finer scale sees such
@@ -226,7 +241,7 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     if let Ok(al) = &last
         && !al.good
         && fine < coarse
-        && let Ok(fine_al) = align_at(gray, template, fine, 1)
+        && let Ok(fine_al) = align_at(gray, template, fine, 1, false)
         && fine_al.good
     {
         return Ok(fine_al);
@@ -234,11 +249,14 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     last
 }
 
+/// Find and identify the page at one working scale. `soft`: the last resort for a tag too
+/// blurred to read module by module ([`softtag`]), through poses from four marks only.
 fn align_at(
     gray: &GrayImage,
     template: &Template,
     factor: u32,
     shrink: u32,
+    soft: bool,
 ) -> Result<Alignment, AlignError> {
     let t0 = std::time::Instant::now();
     let small = downscale(gray, factor);
@@ -272,7 +290,24 @@ fn align_at(
         }
     }
     let mut best: Option<(Alignment, u32)> = None;
+    let all_codes: Vec<&str> = template.pages.iter().map(|p| p.tag.bits.as_str()).collect();
+    let quads = if soft {
+        let mut q = page_quads(&candidates);
+        q.truncate(SOFT_TAG_MAX_QUADS);
+        q
+    } else {
+        Vec::new()
+    };
     for (marks, rect, pages) in &groups {
+        if soft {
+            if let Some((h0, page, hamming)) =
+                softtag::search(gray, &quads, marks, rect, pages, &all_codes)
+                && let Some(al) = refine(gray, h0, page, hamming)
+            {
+                return Ok(al);
+            }
+            continue;
+        }
         let found = search_quads(gray, &candidates, marks, rect, pages)
             .or_else(|| search_triples(gray, &candidates, marks, rect, pages))
             .or_else(|| {
@@ -951,33 +986,8 @@ fn search_quads<'p>(
     rect: &RectMm,
     pages: &[&'p Page],
 ) -> Option<TagMatch<'p>> {
-    let top = top_points(cands);
-    let n = top.len();
-    if n < 4 {
-        return None;
-    }
     let mut best: Option<TagMatch<'p>> = None;
-    // Larger quads first: the real marks span the page, clutter inside the page does not.
-    let mut quads: Vec<(f64, [usize; 4])> = Vec::new();
-    for a in 0..n {
-        for b in a + 1..n {
-            for c in b + 1..n {
-                for d in c + 1..n {
-                    let mut q = [top[a], top[b], top[c], top[d]];
-                    clockwise(&mut q);
-                    if !is_convex(&q) {
-                        continue;
-                    }
-                    let area = quad_area(&q);
-                    quads.push((area, [a, b, c, d]));
-                }
-            }
-        }
-    }
-    quads.sort_by(|x, y| y.0.total_cmp(&x.0));
-    for (_, idx) in quads {
-        let mut q = [top[idx[0]], top[idx[1]], top[idx[2]], top[idx[3]]];
-        clockwise(&mut q);
+    for q in page_quads(cands) {
         for shift in 0..4 {
             let dst = [
                 q[shift],
@@ -994,6 +1004,31 @@ fn search_quads<'p>(
         }
     }
     best
+}
+
+/// Convex quadrilaterals of the best candidates (corners clockwise), largest first: the real
+/// marks span the page, clutter inside the page does not.
+fn page_quads(cands: &[MarkCandidate]) -> Vec<[[f64; 2]; 4]> {
+    let top = top_points(cands);
+    let n = top.len();
+    let mut quads: Vec<(f64, [[f64; 2]; 4])> = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            for c in b + 1..n {
+                for d in c + 1..n {
+                    let mut q = [top[a], top[b], top[c], top[d]];
+                    clockwise(&mut q);
+                    if !is_convex(&q) {
+                        continue;
+                    }
+                    quads.push((quad_area(&q), q));
+                }
+            }
+        }
+    }
+    // Stable: equal areas keep the enumeration order.
+    quads.sort_by(|x, y| y.0.total_cmp(&x.0));
+    quads.into_iter().map(|(_, q)| q).collect()
 }
 
 fn quad_area(q: &[[f64; 2]; 4]) -> f64 {
