@@ -1123,16 +1123,21 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
     let mut rms = f64::INFINITY;
     let mut max_err = f64::INFINITY;
     let mut tag_in_fit = false;
-    // Two rounds: the second starts from the better first fit; a third where the tag stood in
-    // for a mark (its place, searched around the first fit's prediction, may have been at the
-    // edge of the search).
-    let mut round = 0;
-    while round < 2 || (round < 3 && tag_in_fit) {
-        round += 1;
+    let mut marks_seen = 0;
+    // Two rounds on the marks alone: the second starts from the better first fit. Then, only
+    // where exactly one mark is still missing, two more with the tag in its place: a page
+    // whose marks were all found keeps exactly the fit of the marks (with the tag in the first
+    // rounds, a tag located a little off under glare once pulled the fit from a fourth mark it
+    // would have found, seed 183).
+    for round in 0..4 {
+        let allow_tag = round >= 2;
+        if allow_tag && !(marks_seen + 1 == page.marks.len() && marks_seen >= MIN_MARKS_WITH_TAG) {
+            break;
+        }
         let mut src = Vec::new();
         let mut dst = Vec::new();
         expected = 0;
-        let mut marks_seen = 0;
+        marks_seen = 0;
         for mark in &page.marks {
             let mut seen = false;
             for (i, sq) in mark.squares.iter().enumerate() {
@@ -1161,12 +1166,16 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
         // pattern lies, are the fit's fourth place. Only then: with every mark seen the fit
         // stays on the marks alone, and the tag remains an independent check of it.
         tag_in_fit = false;
-        if marks_seen + 1 == page.marks.len()
+        // The tag is first looked for through the pose that read it: a fit on three marks alone
+        // may put it beyond the search (seed 183).
+        let h_tag = if round == 2 { &h0 } else { &h };
+        if allow_tag
+            && marks_seen + 1 == page.marks.len()
             && marks_seen >= MIN_MARKS_WITH_TAG
-            && let Some(d) = tag_offset(gray, &h, &page.tag.rect, &page.tag.bits)
+            && let Some(d) = tag_offset(gray, h_tag, &page.tag.rect, &page.tag.bits)
         {
             for c in crate::template::rect_corners(&page.tag.rect) {
-                if let Some(p) = h.apply([c[0] + d[0], c[1] + d[1]]) {
+                if let Some(p) = h_tag.apply([c[0] + d[0], c[1] + d[1]]) {
                     src.push(c);
                     dst.push(p);
                 }
@@ -1204,12 +1213,13 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
         .atan2(b[0] - a[0])
         .to_degrees()
         .rem_euclid(360.0);
-    // All four marks must take part: with three (a corner cut off) the perspective far from them
+    // All four marks must take part, or three with the tag in the missing top-right mark's place
+    // (`tag_stands_in`): with three marks alone (a corner cut off) the perspective far from them
     // is poorly determined, so such pages are read but never trusted. A mark matched to the
     // wrong blob can still fit with a small error (the perspective terms absorb one corner), so
-    // the tag, which the fit does not use, must also be where the fit puts it, and each mark's
-    // whole printed pattern (both squares and the white around them), not just a dark centroid,
-    // must be found at its place.
+    // the tag, which a fit on four marks does not use, must also be where the fit puts it, and
+    // each mark's whole printed pattern (both squares and the white around them), not just a
+    // dark centroid, must be found at its place.
     let tag_offset = tag_offset_mm(gray, &h, &page.tag.rect, &page.tag.bits);
     let mark_offsets: Vec<f64> = page
         .marks
