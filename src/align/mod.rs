@@ -988,22 +988,28 @@ fn search_quads<'p>(
 ) -> Option<TagMatch<'p>> {
     let mut best: Option<TagMatch<'p>> = None;
     for q in page_quads(cands) {
-        for shift in 0..4 {
-            let dst = [
-                q[shift],
-                q[(shift + 1) % 4],
-                q[(shift + 2) % 4],
-                q[(shift + 3) % 4],
-            ];
-            let Some(h) = Homography::fit(tmpl, &dst) else {
-                continue;
-            };
+        for h in quad_poses(&q, tmpl) {
             if try_pose(gray, h, rect, pages, &mut best) {
                 return best;
             }
         }
     }
     best
+}
+
+/// The homographies sending the template's four marks `tmpl` onto the corners of `q`
+/// (clockwise) in each of the four cyclic assignments: the page at each quarter turn.
+fn quad_poses(q: &[[f64; 2]; 4], tmpl: &[[f64; 2]; 4]) -> impl Iterator<Item = Homography> {
+    let (q, tmpl) = (*q, *tmpl);
+    (0..4).filter_map(move |shift| {
+        let dst = [
+            q[shift],
+            q[(shift + 1) % 4],
+            q[(shift + 2) % 4],
+            q[(shift + 3) % 4],
+        ];
+        Homography::fit(&tmpl, &dst)
+    })
 }
 
 /// Convex quadrilaterals of the best candidates (corners clockwise), largest first: the real

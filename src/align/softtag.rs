@@ -229,16 +229,7 @@ pub(super) fn search<'p>(
     all_codes: &[&str],
 ) -> Option<TagMatch<'p>> {
     for q in quads {
-        for shift in 0..4 {
-            let dst = [
-                q[shift],
-                q[(shift + 1) % 4],
-                q[(shift + 2) % 4],
-                q[(shift + 3) % 4],
-            ];
-            let Some(h) = Homography::fit(tmpl, &dst) else {
-                continue;
-            };
+        for h in super::quad_poses(q, tmpl) {
             if let Some((page, hamming)) = match_page(gray, &h, rect, pages, all_codes) {
                 return Some((h, page, hamming));
             }
