@@ -33,7 +33,7 @@ pub use homography::Homography;
 
 use crate::template::{Page, RectMm, Template};
 use image::GrayImage;
-use sample::{bilinear, downscale};
+use sample::downscale;
 use serde::{Deserialize, Serialize};
 
 /// Detection runs on an integer-factor downscaled copy whose long side is at least this many
@@ -290,18 +290,17 @@ fn align_at(
         }
     }
     let mut best: Option<(Alignment, u32)> = None;
-    let all_codes: Vec<&str> = template.pages.iter().map(|p| p.tag.bits.as_str()).collect();
-    let quads = if soft {
-        let mut q = page_quads(&candidates);
-        q.truncate(SOFT_TAG_MAX_QUADS);
-        q
-    } else {
-        Vec::new()
-    };
+    // The blurred-tag fallback's inputs (the hard searches need neither).
+    let soft_inputs = soft.then(|| {
+        let mut quads = page_quads(&candidates);
+        quads.truncate(SOFT_TAG_MAX_QUADS);
+        let codes: Vec<&str> = template.pages.iter().map(|p| p.tag.bits.as_str()).collect();
+        (quads, codes)
+    });
     for (marks, rect, pages) in &groups {
-        if soft {
+        if let Some((quads, codes)) = &soft_inputs {
             if let Some((h0, page, hamming)) =
-                softtag::search(gray, &quads, marks, rect, pages, &all_codes)
+                softtag::search(gray, quads, marks, rect, pages, codes)
                 && let Some(al) = refine(gray, h0, page, hamming)
             {
                 return Ok(al);
@@ -1047,6 +1046,27 @@ fn quad_area(q: &[[f64; 2]; 4]) -> f64 {
     s.abs() / 2.0
 }
 
+/// Mean grey level of the tag module at row `r`, column `c` (module units from the tag's
+/// top-left module, fractions and the ring outside allowed) through `h`: 3x3 samples over the
+/// inner half of the module. `None` where a sample falls outside the photo.
+fn tag_module_mean(
+    sampler: &sample::Sampler,
+    h: &Homography,
+    rect: &RectMm,
+    r: f64,
+    c: f64,
+) -> Option<f64> {
+    let m = rect[2] / 8.0;
+    let mut s = 0.0;
+    for dy in [-0.25, 0.0, 0.25] {
+        for dx in [-0.25, 0.0, 0.25] {
+            let p = h.apply([rect[0] + (c + 0.5 + dx) * m, rect[1] + (r + 0.5 + dy) * m])?;
+            s += sampler.at(p[0], p[1])?;
+        }
+    }
+    Some(s / 9.0)
+}
+
 /// A read of a tag's modules.
 #[derive(Debug, Clone)]
 pub struct TagRead {
@@ -1058,18 +1078,8 @@ pub struct TagRead {
 
 /// Sample the tag's 8x8 modules (and the white quiet zone around them) through `h`.
 pub fn read_tag(gray: &GrayImage, h: &Homography, rect: &RectMm) -> Option<TagRead> {
-    let m = rect[2] / 8.0;
-    let module_mean = |r: f64, c: f64| -> Option<f64> {
-        // 3x3 samples over the inner half of the module.
-        let mut s = 0.0;
-        for dy in [-0.25, 0.0, 0.25] {
-            for dx in [-0.25, 0.0, 0.25] {
-                let p = h.apply([rect[0] + (c + 0.5 + dx) * m, rect[1] + (r + 0.5 + dy) * m])?;
-                s += bilinear(gray, p[0], p[1])?;
-            }
-        }
-        Some(s / 9.0)
-    };
+    let sampler = sample::Sampler::new(gray);
+    let module_mean = |r: f64, c: f64| tag_module_mean(&sampler, h, rect, r, c);
     let mut grid = [[0.0f64; 8]; 8];
     for (r, row) in grid.iter_mut().enumerate() {
         for (c, v) in row.iter_mut().enumerate() {
@@ -1135,9 +1145,11 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
     // whose marks were all found keeps exactly the fit of the marks (with the tag in the first
     // rounds, a tag located a little off under glare once pulled the fit from a fourth mark it
     // would have found, seed 183).
+    // Exactly one mark missing, and enough seen for the tag to be a fourth place.
+    let one_short = |seen: usize| seen + 1 == page.marks.len() && seen >= MIN_MARKS_WITH_TAG;
     for round in 0..4 {
         let allow_tag = round >= 2;
-        if allow_tag && !(marks_seen + 1 == page.marks.len() && marks_seen >= MIN_MARKS_WITH_TAG) {
+        if allow_tag && !one_short(marks_seen) {
             break;
         }
         let mut src = Vec::new();
@@ -1176,8 +1188,7 @@ fn refine(gray: &GrayImage, h0: Homography, page: &Page, hamming: u32) -> Option
         // may put it beyond the search (seed 183).
         let h_tag = if round == 2 { &h0 } else { &h };
         if allow_tag
-            && marks_seen + 1 == page.marks.len()
-            && marks_seen >= MIN_MARKS_WITH_TAG
+            && one_short(marks_seen)
             && let Some(d) = tag_offset(gray, h_tag, &page.tag.rect, &page.tag.bits)
         {
             for c in crate::template::rect_corners(&page.tag.rect) {

@@ -35,25 +35,15 @@ pub const MIN_MARGIN: f64 = 5.0;
 const MIN_CONTRAST: f64 = 12.0;
 
 /// Darkness of the module grid through `h` (row-major, [`GRID`] x [`GRID`], grey levels
-/// negated so ink is high); `None` where a sample falls outside the photo.
+/// negated so ink is high): grid row and column 0 are the white ring outside the tag; `None`
+/// where a sample falls outside the photo.
 fn sample_grid(gray: &GrayImage, h: &Homography, rect: &RectMm) -> Option<Vec<f64>> {
-    let m = rect[2] / 8.0;
     let sampler = super::sample::Sampler::new(gray);
     let mut out = Vec::with_capacity(GRID * GRID);
     for r in 0..GRID {
         for c in 0..GRID {
-            // 3x3 samples over the inner half of the module, as `read_tag` takes them.
-            let mut s = 0.0;
-            for dy in [-0.25, 0.0, 0.25] {
-                for dx in [-0.25, 0.0, 0.25] {
-                    let p = h.apply([
-                        rect[0] + (c as f64 - 0.5 + dx) * m,
-                        rect[1] + (r as f64 - 0.5 + dy) * m,
-                    ])?;
-                    s += sampler.at(p[0], p[1])?;
-                }
-            }
-            out.push(-s / 9.0);
+            let v = super::tag_module_mean(&sampler, h, rect, r as f64 - 1.0, c as f64 - 1.0)?;
+            out.push(-v);
         }
     }
     Some(out)
@@ -162,14 +152,14 @@ pub(super) fn match_page<'p>(
 ) -> Option<(&'p Page, u32)> {
     let samples = sample_grid(gray, h, rect)?;
     // Contrast: the ring (white) against the border (black), medians, in darkness units.
-    let ring: Vec<f64> = (0..GRID * GRID)
+    let mut ring: Vec<f64> = (0..GRID * GRID)
         .filter(|i| {
             let (r, c) = (i / GRID, i % GRID);
             r == 0 || c == 0 || r == GRID - 1 || c == GRID - 1
         })
         .map(|i| samples[i])
         .collect();
-    let border: Vec<f64> = (0..GRID * GRID)
+    let mut border: Vec<f64> = (0..GRID * GRID)
         .filter(|i| {
             let (r, c) = (i / GRID, i % GRID);
             (1..GRID - 1).contains(&r)
@@ -178,7 +168,6 @@ pub(super) fn match_page<'p>(
         })
         .map(|i| samples[i])
         .collect();
-    let (mut ring, mut border) = (ring, border);
     if crate::upper_median(&mut border) - crate::upper_median(&mut ring) < MIN_CONTRAST {
         return None;
     }
