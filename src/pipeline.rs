@@ -222,7 +222,7 @@ impl<M: Model> Pipeline<M> {
         let digit_fields = segment::snapped_digit_fields(&page_fields, &offsets);
         let page_crops = segment::cut_page(gray, &h, &digit_fields);
         let stroke_contrast = segment::tally_stroke_contrast(&page_crops);
-        let trusts_empty = page_crops.trusts_empty_boxes();
+        let trusts_empty = page_crops.trusts_empty_boxes(al.px_per_mm);
         if page_crops.descreened {
             report.screen_texture = Some(page_crops.texture);
         }

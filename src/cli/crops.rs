@@ -214,7 +214,7 @@ fn page_samples(
                     "zero": zero,
                     "doubtful": segment::is_doubtful(&seen, zero),
                     "faint_score": zero.then(|| segment::faint_mark_score_outside(&seen.gray, &seen.hidden)),
-                    "quiet": segment::is_quiet(&seen, zero, page.trusts_empty_boxes()),
+                    "quiet": segment::is_quiet(&seen, zero, page.trusts_empty_boxes(px_per_mm)),
                 }),
             });
         }

@@ -194,7 +194,8 @@ pub fn frame_contrast(
 /// row-total boxes and never trusted them (`rekap crops` on seed 182: 349 empty blank crops
 /// outside hard cases neither quiet nor doubtful, 188 at 6). On the 26 sets of sessions 12-17
 /// (the README's "What changed in session 17"): the digit crops quiet at 6 are the two quiet at
-/// 3 (both in fields flagged for other reasons), fields accepted +0.8 %, no silent error.
+/// 3 (both in fields flagged for other reasons; the second lies under [`QUIET_MIN_PX_PER_MM`]),
+/// fields accepted +0.8 %, no silent error.
 const QUIET_BORDER_PX: u32 = 6;
 /// Smoothing of the faint-mark test (Gaussian sigma, crop pixels): averages sensor and JPEG
 /// noise over about the width of a thin stroke, which keeps its darkness.
@@ -300,6 +301,16 @@ fn quiet_kernel() -> Vec<f32> {
 /// heavily blurred 3 MP pages with a median range of 46-51; clean 3 MP pages measure 57 or more
 /// (1st percentile), 12 MP ones 87; the bar costs 7 of 4,080 quiet boxes there.
 pub const QUIET_MIN_PAGE_INK_RANGE: f64 = 60.0;
+
+/// Least resolution (photo pixels per mm of the page, [`crate::align::Alignment::px_per_mm`])
+/// at which empty boxes may be trusted: coarser, a stroke can vanish from the ink map and leave
+/// too faint a trace for the faint-mark test. `rekap crops` of the 26 sets of sessions 12-17
+/// (843,000 crops): the only digits whose ink map came out empty on a page without a hard case
+/// lay at 1.23 and 1.30 px/mm (seed 179, the official artwork photographed from afar), and
+/// the second passed the faint-mark test (score 1.9); at 1.6 px/mm and above no digit's ink
+/// vanished outside the hard cases. Below the bar lie 12,000 crops and 445 quiet blank or X
+/// crops, all on 1.5 MP photos and pages taken from afar at 3 MP.
+pub const QUIET_MIN_PX_PER_MM: f64 = 1.6;
 
 /// Is an empty reading of this box to be trusted? Its ink map came out empty, its paper is not
 /// washed out ([`SATURATED_PAPER`]), its page shows handwriting clearly and is no photo of a
@@ -514,11 +525,13 @@ pub struct PageCrops {
 }
 
 impl PageCrops {
-    /// May an empty box of this page be trusted as blank ([`is_quiet`])? Not on a photo of a
-    /// screen (descreening smooths away what the faint-mark test looks for), nor where the photo
-    /// shows the page's handwriting faintly ([`QUIET_MIN_PAGE_INK_RANGE`]).
-    pub fn trusts_empty_boxes(&self) -> bool {
+    /// May an empty box of this page, photographed at `px_per_mm`, be trusted as blank
+    /// ([`is_quiet`])? Not on a photo of a screen (descreening smooths away what the faint-mark
+    /// test looks for), nor where the photo shows the page's handwriting faintly
+    /// ([`QUIET_MIN_PAGE_INK_RANGE`]) or too coarsely ([`QUIET_MIN_PX_PER_MM`]).
+    pub fn trusts_empty_boxes(&self, px_per_mm: f64) -> bool {
         !self.descreened
+            && px_per_mm >= QUIET_MIN_PX_PER_MM
             && self
                 .ink_range
                 .is_some_and(|r| r >= QUIET_MIN_PAGE_INK_RANGE)
@@ -1388,10 +1401,13 @@ mod tests {
             descreened,
             ink_range,
         };
-        assert!(page(Some(QUIET_MIN_PAGE_INK_RANGE), false).trusts_empty_boxes());
-        assert!(!page(Some(QUIET_MIN_PAGE_INK_RANGE - 1.0), false).trusts_empty_boxes());
-        assert!(!page(None, false).trusts_empty_boxes());
-        assert!(!page(Some(120.0), true).trusts_empty_boxes());
+        let fine = QUIET_MIN_PX_PER_MM;
+        assert!(page(Some(QUIET_MIN_PAGE_INK_RANGE), false).trusts_empty_boxes(fine));
+        assert!(!page(Some(QUIET_MIN_PAGE_INK_RANGE - 1.0), false).trusts_empty_boxes(fine));
+        assert!(!page(None, false).trusts_empty_boxes(fine));
+        assert!(!page(Some(120.0), true).trusts_empty_boxes(fine));
+        // Nor on a photo too coarse for a faint stroke to leave a trace.
+        assert!(!page(Some(120.0), false).trusts_empty_boxes(fine - 0.01));
     }
 
     use proptest::prelude::*;
