@@ -1224,8 +1224,9 @@ mod tests {
         // leaves out, with the smoothing's reach, so the empty box stays quiet.
         for seed in 0..20 {
             let mut c = ringed_crop(0..4, 12.0, seed);
+            let (w, h) = c.dimensions();
             for (x, y, p) in c.enumerate_pixels_mut() {
-                let d = x.min(y).min(47 - x).min(47 - y);
+                let d = x.min(y).min(w - 1 - x).min(h - 1 - y);
                 if (2..4).contains(&d) {
                     p.0[0] = p.0[0].saturating_sub(10);
                 }
