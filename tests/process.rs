@@ -399,3 +399,69 @@ fn png_bomb() -> Vec<u8> {
     chunk(&mut out, b"IEND", &[]);
     out
 }
+
+/// Boxes read at the trusted-blank confidence (`decide::QUIET_BLANK_CONFIDENCE`: their crop was
+/// quiet) in one submission's results.
+fn quiet_boxes(r: &Value) -> usize {
+    let trusted = f64::from(rekap::decide::QUIET_BLANK_CONFIDENCE);
+    r["fields"]
+        .as_object()
+        .expect("fields")
+        .values()
+        .flat_map(|f| f["boxes"].as_array().cloned().unwrap_or_default())
+        .filter(|b| {
+            b["label"] == "blank"
+                && b["confidence"]
+                    .as_f64()
+                    .is_some_and(|c| (c - trusted).abs() < 1e-6)
+        })
+        .count()
+}
+
+#[test]
+fn a_page_photographed_too_coarsely_trusts_no_empty_box() {
+    // Bundled page 1 of s0001 (about 2 px per mm), alone and shrunk to 70 % (about 1.4 px
+    // per mm, under segment::QUIET_MIN_PX_PER_MM): the same handwriting, but at the smaller
+    // size a vanished stroke could leave no trace, so no empty box may be trusted there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = root().join("testdata/synth/s0001/page1.jpg");
+    let img = image::open(&page).expect("bundled page");
+    let (w, h) = (img.width(), img.height());
+    let small = img.resize_exact(
+        w * 7 / 10,
+        h * 7 / 10,
+        image::imageops::FilterType::Triangle,
+    );
+    let (full_dir, small_dir) = (dir.path().join("full"), dir.path().join("small"));
+    std::fs::create_dir_all(&full_dir).expect("mkdir");
+    std::fs::create_dir_all(&small_dir).expect("mkdir");
+    copy(&page, &full_dir.join("page1.jpg"));
+    small
+        .to_rgb8()
+        .save_with_format(small_dir.join("page1.jpg"), image::ImageFormat::Jpeg)
+        .expect("write small page");
+    let (_, by) = process(&[full_dir, small_dir], &[]);
+    let scale = |r: &Value| {
+        r["pages"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["page"] == 1))
+            .and_then(|p| p["alignment"]["px_per_mm"].as_f64())
+            .expect("page 1 aligned")
+    };
+    let (full, small) = (&by["full"], &by["small"]);
+    assert!(
+        scale(full) >= rekap::segment::QUIET_MIN_PX_PER_MM,
+        "{}",
+        scale(full)
+    );
+    assert!(
+        scale(small) < rekap::segment::QUIET_MIN_PX_PER_MM,
+        "{}",
+        scale(small)
+    );
+    assert!(
+        quiet_boxes(full) > 0,
+        "the full-size page trusts its empty boxes"
+    );
+    assert_eq!(quiet_boxes(small), 0);
+}
