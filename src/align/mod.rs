@@ -214,6 +214,7 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     let (w, h) = gray.dimensions();
     let coarse = (w.max(h) / WORK_LONG_SIDE).max(1);
     let fine = (w.max(h) / FINE_WORK_LONG_SIDE).max(1);
+    let groups = page_groups(template)?;
     // Attempts in order of cost: coarse, finer, and finer with a stronger shrink (blur can keep
     // a mark's two squares joined by more than one pixel).
     let mut attempts = vec![(coarse, 1u32)];
@@ -222,26 +223,35 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     }
     attempts.push((fine, 2));
     let mut last = Err(AlignError::NotAForm { marks: 0 });
+    // The coarse attempt's marks, kept for the blurred-tag fallback (the first attempt).
+    let mut coarse_marks: Option<Detection> = None;
+    let mut found_coarse = false;
     for (factor, shrink) in attempts {
-        last = align_at(gray, template, factor, shrink, false);
+        let det = detect(gray, factor, shrink);
+        last = align_at(gray, &groups, &det);
         if !matches!(last, Err(AlignError::NotAForm { .. })) {
+            found_coarse = coarse_marks.is_none();
             break;
         }
+        coarse_marks.get_or_insert(det);
     }
     // No tag read anywhere: a heavily blurred tag may still show one page's code as a whole.
     if matches!(last, Err(AlignError::NotAForm { .. }))
-        && let Ok(al) = align_at(gray, template, coarse, 1, true)
+        && let Some(det) = &coarse_marks
+        && let Some(al) = align_soft(gray, template, &groups, det)
     {
         return Ok(al);
     }
     // Found but not trusted at the coarse scale: a mark too small to pass the square tests
     // there leaves the pose to the other marks or the tag alone. The finer scale sees such
     // marks (12 MP photos work at 2/3 of the resolution 3 MP photos get); its fit is taken
-    // only when it passes every check.
+    // only when it passes every check. (A page found at a finer attempt was found there
+    // already.)
     if let Ok(al) = &last
         && !al.good
+        && found_coarse
         && fine < coarse
-        && let Ok(fine_al) = align_at(gray, template, fine, 1, false)
+        && let Ok(fine_al) = align_at(gray, &groups, &detect(gray, fine, 1))
         && fine_al.good
     {
         return Ok(fine_al);
@@ -249,33 +259,12 @@ pub fn align_page(gray: &GrayImage, template: &Template) -> Result<Alignment, Al
     last
 }
 
-/// Find and identify the page at one working scale. `soft`: the last resort for a tag too
-/// blurred to read module by module ([`softtag`]), through poses from four marks only.
-fn align_at(
-    gray: &GrayImage,
-    template: &Template,
-    factor: u32,
-    shrink: u32,
-    soft: bool,
-) -> Result<Alignment, AlignError> {
-    let t0 = std::time::Instant::now();
-    let small = downscale(gray, factor);
-    let t1 = t0.elapsed();
-    let (squares, bowties, bin) = find_squares(&small, shrink);
-    let t2 = t0.elapsed();
-    let f = factor as f64;
-    let candidates = pair_marks(&bin, &squares, &bowties, f, shrink as f64);
-    tracing::debug!(
-        factor,
-        ?t1,
-        ?t2,
-        squares = squares.len(),
-        candidates = candidates.len(),
-        "align: detection"
-    );
-    // Group pages that share the mark layout and tag position (all pages of the shipped
-    // template do): one tag read per candidate pose then serves every page of the group.
-    type Group<'a> = ([[f64; 2]; 4], RectMm, Vec<&'a Page>);
+/// Pages that share the mark layout and tag position (all pages of the shipped template do):
+/// one tag read per candidate pose then serves every page of the group.
+type Group<'a> = ([[f64; 2]; 4], RectMm, Vec<&'a Page>);
+
+/// `template`'s pages grouped by mark layout and tag position, in page order.
+fn page_groups(template: &Template) -> Result<Vec<Group<'_>>, AlignError> {
     let mut groups: Vec<Group> = Vec::new();
     for page in &template.pages {
         let Some(marks) = corner_marks(page) else {
@@ -289,36 +278,55 @@ fn align_at(
             None => groups.push((marks, page.tag.rect, vec![page])),
         }
     }
+    Ok(groups)
+}
+
+/// Mark detection at one working scale: the binarised downscaled photo and the mark candidates
+/// (full-resolution pixels).
+struct Detection {
+    bin: GrayImage,
+    candidates: Vec<MarkCandidate>,
+    factor: f64,
+    shrink: f64,
+}
+
+/// Find the mark candidates on a copy of `gray` downscaled by `factor`, squares separated by
+/// `shrink`.
+fn detect(gray: &GrayImage, factor: u32, shrink: u32) -> Detection {
+    let t0 = std::time::Instant::now();
+    let small = downscale(gray, factor);
+    let t1 = t0.elapsed();
+    let (squares, bowties, bin) = find_squares(&small, shrink);
+    let t2 = t0.elapsed();
+    let (factor, shrink) = (f64::from(factor), f64::from(shrink));
+    let candidates = pair_marks(&bin, &squares, &bowties, factor, shrink);
+    tracing::debug!(
+        factor,
+        ?t1,
+        ?t2,
+        squares = squares.len(),
+        candidates = candidates.len(),
+        "align: detection"
+    );
+    Detection {
+        bin,
+        candidates,
+        factor,
+        shrink,
+    }
+}
+
+/// Find and identify the page from one scale's marks `det`.
+fn align_at(gray: &GrayImage, groups: &[Group], det: &Detection) -> Result<Alignment, AlignError> {
+    let t0 = std::time::Instant::now();
+    let candidates = &det.candidates;
     let mut best: Option<(Alignment, u32)> = None;
-    // The blurred-tag fallback's inputs (the hard searches need neither).
-    let soft_inputs = soft.then(|| {
-        let mut quads = page_quads(&candidates);
-        quads.truncate(SOFT_TAG_MAX_QUADS);
-        let codes: Vec<&str> = template.pages.iter().map(|p| p.tag.bits.as_str()).collect();
-        (quads, codes)
-    });
-    for (marks, rect, pages) in &groups {
-        if let Some((quads, codes)) = &soft_inputs {
-            if let Some((h0, page, hamming)) =
-                softtag::search(gray, quads, marks, rect, pages, codes)
-                && let Some(al) = refine(gray, h0, page, hamming)
-            {
-                return Ok(al);
-            }
-            continue;
-        }
-        let found = search_quads(gray, &candidates, marks, rect, pages)
-            .or_else(|| search_triples(gray, &candidates, marks, rect, pages))
+    for (marks, rect, pages) in groups {
+        let found = search_quads(gray, candidates, marks, rect, pages)
+            .or_else(|| search_triples(gray, candidates, marks, rect, pages))
             .or_else(|| {
                 tagfirst::search(
-                    gray,
-                    &bin,
-                    f,
-                    shrink as f64,
-                    &candidates,
-                    marks,
-                    rect,
-                    pages,
+                    gray, &det.bin, det.factor, det.shrink, candidates, marks, rect, pages,
                 )
             });
         if let Some((h0, page, hamming)) = found {
@@ -334,6 +342,23 @@ fn align_at(
     tracing::debug!(total = ?t0.elapsed(), "align: done");
     best.map(|(a, _)| a).ok_or(AlignError::NotAForm {
         marks: candidates.len(),
+    })
+}
+
+/// The last resort for a tag too blurred to read module by module ([`softtag`]): through poses
+/// from four of `det`'s marks only.
+fn align_soft(
+    gray: &GrayImage,
+    template: &Template,
+    groups: &[Group],
+    det: &Detection,
+) -> Option<Alignment> {
+    let mut quads = page_quads(&det.candidates);
+    quads.truncate(SOFT_TAG_MAX_QUADS);
+    let codes: Vec<&str> = template.pages.iter().map(|p| p.tag.bits.as_str()).collect();
+    groups.iter().find_map(|(marks, rect, pages)| {
+        let (h0, page, hamming) = softtag::search(gray, &quads, marks, rect, pages, &codes)?;
+        refine(gray, h0, page, hamming)
     })
 }
 
