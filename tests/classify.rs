@@ -375,6 +375,26 @@ fn crops_true_geometry_score_counts_every_box() {
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("blank recall"), "{stdout}");
+    // Each crop's reading is in the meta file too, and the right ones add up to the accuracy.
+    let meta = std::fs::read_to_string(format!("{}-meta.jsonl", prefix.display())).unwrap();
+    let rows: Vec<serde_json::Value> = meta
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), expected);
+    let right = rows.iter().filter(|r| r["read"] == r["label"]).count();
+    let accuracy = all["accuracy"].as_f64().unwrap();
+    assert!(
+        (right as f64 / expected as f64 - accuracy).abs() < 1e-9,
+        "{right} of {expected} vs {accuracy}"
+    );
+    for r in &rows {
+        let c = r["read_confidence"].as_f64().unwrap();
+        assert!(
+            (0.0..=1.0).contains(&c) && r["washed_out"].is_boolean(),
+            "{r}"
+        );
+    }
 }
 
 /// `rekap crops --db`: the boxes of a reviewed field, cut from the stored photo as the pipeline

@@ -213,6 +213,7 @@ fn page_samples(
                     "range": seen.range,
                     "zero": zero,
                     "doubtful": segment::is_doubtful(&seen, zero),
+                    "washed_out": segment::washed_out(&seen),
                     "faint_score": zero.then(|| segment::faint_mark_score_outside(&seen.gray, &seen.hidden)),
                     "quiet": segment::is_quiet(&seen, zero, page.trusts_empty_boxes(px_per_mm)),
                 }),
@@ -602,6 +603,9 @@ fn score_samples(pool: &ModelPool<OrtModel>, samples: &mut [Sample]) -> anyhow::
     let preds = pool.predict(&tensors)?;
     for (s, p) in samples.iter_mut().zip(preds) {
         s.read = Some(p.label.index() as u8);
+        // Per crop in the meta file too, for researchers' own breakdowns.
+        s.meta["read"] = serde_json::json!(p.label.to_string());
+        s.meta["read_confidence"] = serde_json::json!(p.confidence);
     }
     Ok(())
 }
