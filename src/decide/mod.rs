@@ -789,6 +789,41 @@ fn bubble_conflicts(
         .collect()
 }
 
+/// Columns that cannot vouch for the digit above them although the officer used the bubbles:
+/// read as empty (no faint mark either, [`faint_mark`]) under a digit box, in a field where
+/// another column reads one clearly filled bubble. An officer who fills bubbles fills every
+/// used position, so such a column most likely holds a mark too faint for the photo, which may
+/// state another digit: seeds 186 / 187 (300 submissions each), 17 / 24 such fields, one of
+/// them an officer's bubble 7 under a box 8 (fill 0.21 beside 0.13-0.25 in its column's other
+/// bubbles), which left unflagged with the boxes accepted. A leading 0 box (a position the
+/// officer may treat as unused) is left out. Returns (column, box label) per such column.
+fn unmarked_columns(
+    labels: &[Label],
+    cols: &[BubbleColumn],
+    all: &[&BubbleColumn],
+) -> Vec<(usize, Label)> {
+    if !cols.iter().any(|c| matches!(c.state, BubbleState::One(_))) {
+        // No column filled: the officer skipped the bubbles (often done); nothing to say.
+        return Vec::new();
+    }
+    let mut leading = true;
+    labels
+        .iter()
+        .zip(cols)
+        .enumerate()
+        .filter_map(|(i, (l, c))| {
+            let Label::Digit(d) = *l else {
+                return None;
+            };
+            let leading_zero = leading && d == 0 && i + 1 < labels.len();
+            leading &= leading_zero;
+            let unmarked = c.state == BubbleState::Empty
+                && faint_mark(&c.fill, bubble_baseline(all, c).as_ref()).is_none();
+            (unmarked && !leading_zero).then_some((i, *l))
+        })
+        .collect()
+}
+
 /// Decision for a whole submission.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -945,6 +980,28 @@ pub fn decide_pages(
                         detail.join("; ")
                     ),
                 );
+            } else {
+                let unmarked = unmarked_columns(&top.labels, cols, &all_bubbles);
+                if !unmarked.is_empty() {
+                    let detail: Vec<String> = unmarked
+                        .iter()
+                        .map(|(i, l)| {
+                            format!("box {} reads {l}, its bubble column is empty", i + 1)
+                        })
+                        .collect();
+                    field_flag(
+                        &mut report,
+                        FlagCode::ChannelDisagreement,
+                        Some(Channel::Bubbles),
+                        format!(
+                            "{}: the bubbles do not confirm the boxes ({}), though the officer \
+                             filled other columns: a mark too faint for the photo may state \
+                             another digit; check the bubbles",
+                            f.id,
+                            detail.join("; ")
+                        ),
+                    );
+                }
             }
         }
         if let (Some(t), Some(v)) = (ev.tally, report.value) {
@@ -3242,15 +3299,62 @@ mod tests {
         );
         let f = &d.fields["votes.1"];
         assert!(f.flags.iter().any(|c| c == "channel_disagreement"), "{f:?}");
-        // A faint mark of the box's own digit, or printed digits alone: nothing to flag.
-        for quiet in [col(None, Some((5, 0.34))), col(None, None)] {
-            let d = decide(&t, &evidence(quiet), &DecideConfig::default());
-            let f = &d.fields["votes.1"];
-            assert!(
-                !f.flags.iter().any(|c| c == "channel_disagreement"),
-                "{f:?}"
-            );
-        }
+        // A faint mark of the box's own digit: nothing to flag.
+        let d = decide(
+            &t,
+            &evidence(col(None, Some((5, 0.34)))),
+            &DecideConfig::default(),
+        );
+        let f = &d.fields["votes.1"];
+        assert!(
+            !f.flags.iter().any(|c| c == "channel_disagreement"),
+            "{f:?}"
+        );
+        // Printed digits alone, while the officer filled the field's other columns: the column
+        // does not vouch for its box (`unmarked_columns`), which is said as such.
+        let d = decide(&t, &evidence(col(None, None)), &DecideConfig::default());
+        let m = d
+            .flags
+            .iter()
+            .find(|fl| fl.field.as_deref() == Some("votes.1"))
+            .map(|fl| fl.message.clone())
+            .unwrap_or_default();
+        assert!(
+            m.contains("do not confirm") && m.contains("box 2 reads 5"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_empty_column_beside_filled_ones_does_not_vouch_for_its_digit() {
+        let t = template();
+        let col = |d: Option<u8>| BubbleColumn {
+            fill: (0..10)
+                .map(|i| if Some(i as u8) == d { 0.9 } else { 0.1 })
+                .collect(),
+            state: d.map_or(BubbleState::Empty, BubbleState::One),
+        };
+        let disagrees = |boxes: &str, cols: Vec<BubbleColumn>| {
+            let mut e = ev("votes.3", sure(boxes));
+            e.bubbles = Some(cols);
+            let d = decide(&t, &[e], &DecideConfig::default());
+            let f = d.fields["votes.3"].clone();
+            let flagged = f.flags.iter().any(|c| c == "channel_disagreement");
+            assert_eq!(flagged, f.status != FieldStatus::Accepted, "{f:?}");
+            (flagged, f)
+        };
+        // Seed 187, s0114: the officer filled 9 and, too faintly to see, 7 under a box 8.
+        let (flagged, f) = disagrees("X98", vec![col(None), col(Some(9)), col(None)]);
+        assert!(flagged, "{f:?}");
+        assert_eq!(f.value, Some(98), "what is written stays the reading");
+        // A middle column left empty, or a leading digit's column.
+        assert!(disagrees("X55", vec![col(Some(0)), col(None), col(Some(5))]).0);
+        assert!(disagrees("198", vec![col(None), col(Some(9)), col(Some(8))]).0);
+        // Every column confirmed, or the officer skipped the bubbles altogether: no flag.
+        assert!(!disagrees("X98", vec![col(None), col(Some(9)), col(Some(8))]).0);
+        assert!(!disagrees("X98", vec![col(None), col(None), col(None)]).0);
+        // A leading 0 written in the box is a position the officer may leave unmarked.
+        assert!(!disagrees("098", vec![col(None), col(Some(9)), col(Some(8))]).0);
     }
 
     #[test]
