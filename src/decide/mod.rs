@@ -965,43 +965,39 @@ pub fn decide_pages(
         // Channel: bubbles vs boxes (box-only reading, so the bubbles cannot vote for themselves).
         if let (Some(cols), Some(top)) = (ev.bubbles.as_deref(), box_only.first()) {
             let conflicts = bubble_conflicts(&top.labels, cols, &all_bubbles);
-            if !conflicts.is_empty() {
+            let message = if !conflicts.is_empty() {
                 let detail: Vec<String> = conflicts
                     .iter()
                     .map(|(i, l, d)| format!("box {} reads {l}, its bubble {d}", i + 1))
                     .collect();
+                Some(format!(
+                    "{}: the bubbles disagree with the boxes ({})",
+                    f.id,
+                    detail.join("; ")
+                ))
+            } else {
+                let unmarked = unmarked_columns(&top.labels, cols, &all_bubbles);
+                let detail: Vec<String> = unmarked
+                    .iter()
+                    .map(|(i, l)| format!("box {} reads {l}, its bubble column is empty", i + 1))
+                    .collect();
+                (!unmarked.is_empty()).then(|| {
+                    format!(
+                        "{}: the bubbles do not confirm the boxes ({}), though the officer \
+                         filled other columns: a mark too faint for the photo may state another \
+                         digit; check the bubbles",
+                        f.id,
+                        detail.join("; ")
+                    )
+                })
+            };
+            if let Some(message) = message {
                 field_flag(
                     &mut report,
                     FlagCode::ChannelDisagreement,
                     Some(Channel::Bubbles),
-                    format!(
-                        "{}: the bubbles disagree with the boxes ({})",
-                        f.id,
-                        detail.join("; ")
-                    ),
+                    message,
                 );
-            } else {
-                let unmarked = unmarked_columns(&top.labels, cols, &all_bubbles);
-                if !unmarked.is_empty() {
-                    let detail: Vec<String> = unmarked
-                        .iter()
-                        .map(|(i, l)| {
-                            format!("box {} reads {l}, its bubble column is empty", i + 1)
-                        })
-                        .collect();
-                    field_flag(
-                        &mut report,
-                        FlagCode::ChannelDisagreement,
-                        Some(Channel::Bubbles),
-                        format!(
-                            "{}: the bubbles do not confirm the boxes ({}), though the officer \
-                             filled other columns: a mark too faint for the photo may state \
-                             another digit; check the bubbles",
-                            f.id,
-                            detail.join("; ")
-                        ),
-                    );
-                }
             }
         }
         if let (Some(t), Some(v)) = (ev.tally, report.value) {
