@@ -748,80 +748,79 @@ fn bubble_baseline(all: &[&BubbleColumn], skip: &BubbleColumn) -> Option<[f64; 1
     Some(out)
 }
 
-/// Columns whose bubbles contradict the box above them (box-only reading): a clearly filled
-/// bubble of another digit (a non-zero one under an X/blank box), or, in a column with several or
-/// partly filled bubbles, another digit filled most, or, in a column read as empty, a faint mark
-/// of another digit ([`faint_mark`]). Columns without any of these state nothing. Returns (column, box label, bubble digit) per conflict.
-fn bubble_conflicts(
-    labels: &[Label],
-    cols: &[BubbleColumn],
-    all: &[&BubbleColumn],
-) -> Vec<(usize, Label, u8)> {
-    labels
-        .iter()
-        .zip(cols)
-        .enumerate()
-        .filter_map(|(i, (l, c))| {
-            let expected = match l {
-                Label::Digit(x) => *x,
-                Label::X | Label::Blank => 0,
-            };
-            match c.state {
-                BubbleState::One(d) if d != expected => Some((i, *l, d)),
-                // Read as empty, yet one bubble holds a faint mark and no other any ink.
-                BubbleState::Empty => faint_mark(&c.fill, bubble_baseline(all, c).as_ref())
-                    .filter(|d| *d != expected)
-                    .map(|d| (i, *l, d)),
-                // Several or partly filled: conflicting when the most filled bubble is another
-                // digit than the box's (stray marks beside the right bubble are tolerated).
-                BubbleState::Ambiguous => {
-                    let (m, f) = c
-                        .fill
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map(|(m, f)| (m as u8, *f))?;
-                    (m != expected && f >= crate::segment::BUBBLE_EMPTY).then_some((i, *l, m))
-                }
-                _ => None,
-            }
-        })
-        .collect()
+/// What a field's bubble columns say against its boxes (box-only reading).
+#[derive(Debug, Default)]
+struct BubbleFindings {
+    /// Columns whose bubbles contradict the box above them: a clearly filled bubble of another
+    /// digit (a non-zero one under an X/blank box), or, in a column with several or partly
+    /// filled bubbles, another digit filled most, or, in a column read as empty, a faint mark
+    /// of another digit ([`faint_mark`]). (column, box label, bubble digit) per conflict.
+    conflicts: Vec<(usize, Label, u8)>,
+    /// Columns that cannot vouch for the digit above them although the officer used the
+    /// bubbles: read as empty (no faint mark either) under a digit box, in a field where
+    /// another column reads one clearly filled bubble. An officer who fills bubbles fills every
+    /// used position, so such a column most likely holds a mark too faint for the photo, which
+    /// may state another digit: seeds 186 / 187 (300 submissions each), 17 / 24 such fields,
+    /// one of them an officer's bubble 7 under a box 8 (fill 0.21 beside 0.13-0.25 in its
+    /// column's other bubbles), which left unflagged with the boxes accepted. A leading 0 box
+    /// (a position the officer may treat as unused) is left out; a field with no column filled
+    /// has none (officers often skip the bubbles). (column, box label) per column.
+    unmarked: Vec<(usize, Label)>,
 }
 
-/// Columns that cannot vouch for the digit above them although the officer used the bubbles:
-/// read as empty (no faint mark either, [`faint_mark`]) under a digit box, in a field where
-/// another column reads one clearly filled bubble. An officer who fills bubbles fills every
-/// used position, so such a column most likely holds a mark too faint for the photo, which may
-/// state another digit: seeds 186 / 187 (300 submissions each), 17 / 24 such fields, one of
-/// them an officer's bubble 7 under a box 8 (fill 0.21 beside 0.13-0.25 in its column's other
-/// bubbles), which left unflagged with the boxes accepted. A leading 0 box (a position the
-/// officer may treat as unused) is left out. Returns (column, box label) per such column.
-fn unmarked_columns(
+/// [`BubbleFindings`] of the boxes `labels` over their bubble `cols` (`all`: every bubble column
+/// of the submission, for the faint-mark baseline). Columns without any finding state nothing.
+fn bubble_findings(
     labels: &[Label],
     cols: &[BubbleColumn],
     all: &[&BubbleColumn],
-) -> Vec<(usize, Label)> {
-    if !cols.iter().any(|c| matches!(c.state, BubbleState::One(_))) {
-        // No column filled: the officer skipped the bubbles (often done); nothing to say.
-        return Vec::new();
-    }
+) -> BubbleFindings {
+    let officer_filled = cols.iter().any(|c| matches!(c.state, BubbleState::One(_)));
+    let mut out = BubbleFindings::default();
     let mut leading = true;
-    labels
-        .iter()
-        .zip(cols)
-        .enumerate()
-        .filter_map(|(i, (l, c))| {
-            let Label::Digit(d) = *l else {
-                return None;
-            };
-            let leading_zero = leading && d == 0 && i + 1 < labels.len();
-            leading &= leading_zero;
-            let unmarked = c.state == BubbleState::Empty
-                && faint_mark(&c.fill, bubble_baseline(all, c).as_ref()).is_none();
-            (unmarked && !leading_zero).then_some((i, *l))
-        })
-        .collect()
+    for (i, (l, c)) in labels.iter().zip(cols).enumerate() {
+        let expected = match l {
+            Label::Digit(x) => *x,
+            Label::X | Label::Blank => 0,
+        };
+        let leading_zero = match l {
+            Label::Digit(d) => {
+                let z = leading && *d == 0 && i + 1 < labels.len();
+                leading &= z;
+                z
+            }
+            Label::X | Label::Blank => false,
+        };
+        match c.state {
+            BubbleState::One(d) if d != expected => out.conflicts.push((i, *l, d)),
+            // Read as empty, yet one bubble holds a faint mark and no other any ink.
+            BubbleState::Empty => match faint_mark(&c.fill, bubble_baseline(all, c).as_ref()) {
+                Some(d) if d != expected => out.conflicts.push((i, *l, d)),
+                None if officer_filled && matches!(l, Label::Digit(_)) && !leading_zero => {
+                    out.unmarked.push((i, *l))
+                }
+                _ => {}
+            },
+            // Several or partly filled: conflicting when the most filled bubble is another
+            // digit than the box's (stray marks beside the right bubble are tolerated).
+            BubbleState::Ambiguous => {
+                let most = c
+                    .fill
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(m, f)| (m as u8, *f));
+                if let Some((m, f)) = most
+                    && m != expected
+                    && f >= crate::segment::BUBBLE_EMPTY
+                {
+                    out.conflicts.push((i, *l, m));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Decision for a whole submission.
@@ -964,9 +963,10 @@ pub fn decide_pages(
         }
         // Channel: bubbles vs boxes (box-only reading, so the bubbles cannot vote for themselves).
         if let (Some(cols), Some(top)) = (ev.bubbles.as_deref(), box_only.first()) {
-            let conflicts = bubble_conflicts(&top.labels, cols, &all_bubbles);
-            let message = if !conflicts.is_empty() {
-                let detail: Vec<String> = conflicts
+            let found = bubble_findings(&top.labels, cols, &all_bubbles);
+            let message = if !found.conflicts.is_empty() {
+                let detail: Vec<String> = found
+                    .conflicts
                     .iter()
                     .map(|(i, l, d)| format!("box {} reads {l}, its bubble {d}", i + 1))
                     .collect();
@@ -975,21 +975,21 @@ pub fn decide_pages(
                     f.id,
                     detail.join("; ")
                 ))
-            } else {
-                let unmarked = unmarked_columns(&top.labels, cols, &all_bubbles);
-                let detail: Vec<String> = unmarked
+            } else if !found.unmarked.is_empty() {
+                let detail: Vec<String> = found
+                    .unmarked
                     .iter()
                     .map(|(i, l)| format!("box {} reads {l}, its bubble column is empty", i + 1))
                     .collect();
-                (!unmarked.is_empty()).then(|| {
-                    format!(
-                        "{}: the bubbles do not confirm the boxes ({}), though the officer \
-                         filled other columns: a mark too faint for the photo may state another \
-                         digit; check the bubbles",
-                        f.id,
-                        detail.join("; ")
-                    )
-                })
+                Some(format!(
+                    "{}: the bubbles do not confirm the boxes ({}), though the officer filled \
+                     other columns: a mark too faint for the photo may state another digit; \
+                     check the bubbles",
+                    f.id,
+                    detail.join("; ")
+                ))
+            } else {
+                None
             };
             if let Some(message) = message {
                 field_flag(
@@ -3307,7 +3307,7 @@ mod tests {
             "{f:?}"
         );
         // Printed digits alone, while the officer filled the field's other columns: the column
-        // does not vouch for its box (`unmarked_columns`), which is said as such.
+        // does not vouch for its box (`BubbleFindings::unmarked`), which is said as such.
         let d = decide(&t, &evidence(col(None, None)), &DecideConfig::default());
         let m = d
             .flags

@@ -93,10 +93,12 @@ impl<M: Model> ModelPool<M> {
     /// (one chunk of `batch_size` per task). All-zero tensors are not run through the model:
     /// each gets the model's one prediction for that tensor ([`ModelPool::empty_prediction`]).
     pub fn predict(&self, tensors: &[DigitTensor]) -> Result<Vec<Prediction>, RecognizeError> {
+        let empty_mask: Vec<bool> = tensors.iter().map(is_empty_tensor).collect();
         let inked: Vec<DigitTensor> = tensors
             .iter()
-            .filter(|t| !is_empty_tensor(t))
-            .copied()
+            .zip(&empty_mask)
+            .filter(|(_, e)| !**e)
+            .map(|(t, _)| *t)
             .collect();
         let chunks: Vec<Vec<Prediction>> = inked
             .par_chunks(self.batch_size)
@@ -108,10 +110,10 @@ impl<M: Model> ModelPool<M> {
         } else {
             None
         };
-        tensors
+        empty_mask
             .iter()
-            .map(|t| match empty {
-                Some(p) if is_empty_tensor(t) => Ok(p),
+            .map(|is_empty| match empty {
+                Some(p) if *is_empty => Ok(p),
                 _ => read.next().ok_or_else(|| {
                     RecognizeError::Inference("model returned fewer predictions than inputs".into())
                 }),

@@ -1207,6 +1207,13 @@ mod tests {
     /// distance to the nearest crop edge lies in `depth`.
     fn ringed_crop(depth: std::ops::Range<u32>, dark: f64, seed: u64) -> GrayImage {
         let mut c = noisy_crop(3.0, 0.0, seed);
+        darken_ring(&mut c, depth, dark);
+        c
+    }
+
+    /// Darken `c` by `dark` levels on the samples whose distance to the nearest edge lies in
+    /// `depth`.
+    fn darken_ring(c: &mut GrayImage, depth: std::ops::Range<u32>, dark: f64) {
         let (w, h) = c.dimensions();
         for (x, y, p) in c.enumerate_pixels_mut() {
             let d = x.min(y).min(w - 1 - x).min(h - 1 - y);
@@ -1214,7 +1221,6 @@ mod tests {
                 p.0[0] = (f64::from(p.0[0]) - dark).clamp(0.0, 255.0) as u8;
             }
         }
-        c
     }
 
     #[test]
@@ -1224,13 +1230,7 @@ mod tests {
         // leaves out, with the smoothing's reach, so the empty box stays quiet.
         for seed in 0..20 {
             let mut c = ringed_crop(0..4, 12.0, seed);
-            let (w, h) = c.dimensions();
-            for (x, y, p) in c.enumerate_pixels_mut() {
-                let d = x.min(y).min(w - 1 - x).min(h - 1 - y);
-                if (2..4).contains(&d) {
-                    p.0[0] = p.0[0].saturating_sub(10);
-                }
-            }
+            darken_ring(&mut c, 2..4, 10.0);
             let score = faint_mark_score(&c);
             assert!(score < QUIET_MAX_SCORE, "seed {seed}: ring scored {score}");
             // The same ring 3 samples further in is inside the judged region: seen.
