@@ -394,6 +394,17 @@ fn crops_true_geometry_score_counts_every_box() {
             (0.0..=1.0).contains(&c) && r["washed_out"].is_boolean(),
             "{r}"
         );
+        // The runner-ups come with it, most probable first, the first being the reading.
+        let top = r["read_top"].as_array().unwrap();
+        assert_eq!(top.len(), 3, "{r}");
+        assert_eq!(top[0][0], r["read"], "{r}");
+        assert_eq!(top[0][1].as_f64().unwrap(), c, "{r}");
+        let ps: Vec<f64> = top.iter().map(|t| t[1].as_f64().unwrap()).collect();
+        assert!(
+            ps.windows(2).all(|w| w[0] >= w[1]) && ps.iter().sum::<f64>() <= 1.0 + 1e-6,
+            "{r}"
+        );
+        assert!(top[1][0] != top[0][0] && top[2][0] != top[1][0], "{r}");
     }
 }
 

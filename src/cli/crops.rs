@@ -606,6 +606,12 @@ fn score_samples(pool: &ModelPool<OrtModel>, samples: &mut [Sample]) -> anyhow::
         // Per crop in the meta file too, for researchers' own breakdowns.
         s.meta["read"] = serde_json::json!(p.label.to_string());
         s.meta["read_confidence"] = serde_json::json!(p.confidence);
+        s.meta["read_top"] = serde_json::json!(
+            p.top
+                .iter()
+                .map(|(l, q)| (l.to_string(), *q))
+                .collect::<Vec<_>>()
+        );
     }
     Ok(())
 }
