@@ -1383,7 +1383,7 @@ fn tag_offset(gray: &GrayImage, h: &Homography, rect: &RectMm, bits: &str) -> Op
             points.push(([rect[0] + x * m, rect[1] + y * m], false));
         }
     }
-    match pattern_offset(gray, h, &points) {
+    match pattern_offset(gray, h, &points, TAG_WINDOW_STEPS) {
         Some((offset, score)) if score > MIN_TAG_SEPARATION => Some(offset),
         _ => None,
     }
@@ -1447,7 +1447,7 @@ pub fn mark_offset_mm(gray: &GrayImage, h: &Homography, mark: &crate::template::
     let Some(points) = mark_pattern(mark) else {
         return f64::INFINITY;
     };
-    match pattern_offset(gray, h, &points) {
+    match pattern_offset(gray, h, &points, MARK_WINDOW_STEPS) {
         Some((offset, score)) if score > MIN_MARK_SEPARATION => offset[0].hypot(offset[1]),
         _ => f64::INFINITY,
     }
@@ -1456,73 +1456,84 @@ pub fn mark_offset_mm(gray: &GrayImage, h: &Homography, mark: &crate::template::
 /// A mark pattern must separate its black and white samples by at least this many spreads.
 const MIN_MARK_SEPARATION: f64 = 2.0;
 
-avx2_clone! {
+/// Half-widths, in steps of [`PATTERN_SEARCH_STEP_MM`], of the window [`pattern_offset`]
+/// scores first, for the tag and for a mark (2.5 and 1.5 mm: 11 x 11 and 7 x 7 offsets
+/// instead of the full search's 17 x 17). The tag's plateau reaches about half its 4 mm
+/// module from its place; a mark's samples lie 2.4 mm apart, and a correct fit leaves a mark
+/// within about a millimetre. The full search runs only when the window cannot settle the
+/// answer (see [`window_settles`]).
+const TAG_WINDOW_STEPS: i32 = 5;
+const MARK_WINDOW_STEPS: i32 = 3;
+
+/// One scored offset of a pattern: `(score, dx, dy)`, offsets in template mm.
+type PatternScore = (f64, f64, f64);
+
 /// Where a printed pattern lies relative to its place under `h`: the pattern (sample points in
 /// template mm, true = black) is slid over the photo by up to [`PATTERN_SEARCH_MM`] and scored at
 /// every offset by how well it separates what should be black from what should be white (mean
 /// difference over spread); the centroid of the best-scoring offsets is the pattern's offset.
 /// Returns the offset (template mm, the pattern's place minus its predicted place) and the best
 /// score; `None` when no offset could be sampled entirely inside the photo.
+///
+/// The offsets within `window` steps are scored first; when the window settles the
+/// answer ([`window_settles`]) it is returned without scoring the rest. Invariant: the answer is
+/// then the full search's whenever no offset outside the window scores within the plateau share
+/// of the window's best, which holds while the score falls off away from the pattern, as it
+/// does around a printed pattern (the window's edge already lies below the plateau). The
+/// plateau's offsets are summed in the full search's order, so the centroid is the same to the
+/// bit.
 fn pattern_offset(
     gray: &GrayImage,
     h: &Homography,
     points: &[([f64; 2], bool)],
+    window: i32,
 ) -> Option<([f64; 2], f64)> {
-    let steps = (PATTERN_SEARCH_MM / PATTERN_SEARCH_STEP_MM).round() as i32;
-    let mut scores: Vec<(f64, f64, f64)> = Vec::new();
-    let mut vals: Vec<(f64, bool)> = Vec::with_capacity(points.len());
-    let sampler = sample::Sampler::new(gray);
-    // One offset's points mapped in one pass (`apply_points` is `apply` to the bit; a point
-    // at infinity comes back NaN, which the sampler refuses like `apply`'s `None`).
-    let (mut xs, mut ys) = (
-        Vec::with_capacity(points.len()),
-        Vec::with_capacity(points.len()),
-    );
-    let (mut px, mut py) = (Vec::new(), Vec::new());
-    for iy in -steps..=steps {
-        for ix in -steps..=steps {
-            let (dx, dy) = (
-                f64::from(ix) * PATTERN_SEARCH_STEP_MM,
-                f64::from(iy) * PATTERN_SEARCH_STEP_MM,
-            );
-            xs.clear();
-            ys.clear();
-            xs.extend(points.iter().map(|(c, _)| c[0] + dx));
-            ys.extend(points.iter().map(|(c, _)| c[1] + dy));
-            h.apply_points(&xs, &ys, &mut px, &mut py);
-            vals.clear();
-            let (mut white, mut black, mut nw, mut nb) = (0.0, 0.0, 0u32, 0u32);
-            for ((&qx, &qy), (_, is_black)) in px.iter().zip(&py).zip(points) {
-                let Some(v) = sampler.at(qx, qy) else {
-                    break;
-                };
-                vals.push((v, *is_black));
-                if *is_black {
-                    black += v;
-                    nb += 1;
-                } else {
-                    white += v;
-                    nw += 1;
-                }
-            }
-            if nb == 0 || nw == 0 || vals.len() < points.len() {
-                continue;
-            }
-            let (mb, mw) = (black / f64::from(nb), white / f64::from(nw));
-            let var = vals
-                .iter()
-                .map(|(v, b)| (v - if *b { mb } else { mw }).powi(2))
-                .sum::<f64>()
-                / vals.len() as f64;
-            scores.push(((mw - mb) / (var.sqrt() + 1.0), dx, dy));
-        }
+    let full = (PATTERN_SEARCH_MM / PATTERN_SEARCH_STEP_MM).round() as i32;
+    let window = window.min(full);
+    let mut scorer = PatternScorer::new(gray, points.len());
+    let inner = scorer.scores(h, points, window);
+    if window < full && window_settles(&inner, window) {
+        return plateau_centroid(inner.iter().flatten());
     }
-    let best = scores.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
+    let all = scorer.scores(h, points, full);
+    plateau_centroid(all.iter().flatten())
+}
+
+/// Whether the scores of the offsets within `window` steps (row-major, `None` where the pattern
+/// could not be sampled whole) settle [`pattern_offset`]'s answer: some offset scored above 0,
+/// every offset on the window's edge was sampled, and all of them score below the plateau share
+/// of the best, so the plateau lies strictly inside the window.
+fn window_settles(scores: &[Option<PatternScore>], window: i32) -> bool {
+    let side = (2 * window + 1) as usize;
+    let best = scores
+        .iter()
+        .flatten()
+        .map(|s| s.0)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if !best.is_finite() || best <= 0.0 {
+        return false;
+    }
+    let bar = best * PATTERN_PLATEAU_SHARE;
+    scores.iter().enumerate().all(|(k, s)| {
+        let (row, col) = (k / side, k % side);
+        let edge = row == 0 || col == 0 || row + 1 == side || col + 1 == side;
+        !edge || s.is_some_and(|s| s.0 < bar)
+    })
+}
+
+/// Centroid of the offsets scoring at least [`PATTERN_PLATEAU_SHARE`] of the best, with the best
+/// score; `None` when no offset scored above 0.
+fn plateau_centroid<'a>(
+    scores: impl Iterator<Item = &'a PatternScore> + Clone,
+) -> Option<([f64; 2], f64)> {
+    let best = scores
+        .clone()
+        .map(|s| s.0)
+        .fold(f64::NEG_INFINITY, f64::max);
     if !best.is_finite() || best <= 0.0 {
         return None;
     }
-    let plateau: Vec<&(f64, f64, f64)> = scores
-        .iter()
+    let plateau: Vec<&PatternScore> = scores
         .filter(|s| s.0 >= best * PATTERN_PLATEAU_SHARE)
         .collect();
     let n = plateau.len() as f64;
@@ -1530,6 +1541,107 @@ fn pattern_offset(
         .iter()
         .fold((0.0, 0.0), |(a, b), s| (a + s.1, b + s.2));
     Some(([sx / n, sy / n], best))
+}
+
+/// Scores a pattern at a square of offsets, reusing its buffers between calls.
+struct PatternScorer<'a> {
+    sampler: sample::Sampler<'a>,
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+    px: Vec<f64>,
+    py: Vec<f64>,
+    vals: Vec<(f64, bool)>,
+}
+
+impl<'a> PatternScorer<'a> {
+    fn new(gray: &'a GrayImage, n: usize) -> Self {
+        Self {
+            sampler: sample::Sampler::new(gray),
+            xs: Vec::with_capacity(n),
+            ys: Vec::with_capacity(n),
+            px: Vec::new(),
+            py: Vec::new(),
+            vals: Vec::with_capacity(n),
+        }
+    }
+
+    /// The pattern's score at every offset within `steps` steps of its place, row-major
+    /// (dy outer, dx inner, both ascending); `None` where a point fell off the photo.
+    fn scores(
+        &mut self,
+        h: &Homography,
+        points: &[([f64; 2], bool)],
+        steps: i32,
+    ) -> Vec<Option<PatternScore>> {
+        let mut out = Vec::with_capacity(((2 * steps + 1) * (2 * steps + 1)) as usize);
+        for iy in -steps..=steps {
+            for ix in -steps..=steps {
+                let (dx, dy) = (
+                    f64::from(ix) * PATTERN_SEARCH_STEP_MM,
+                    f64::from(iy) * PATTERN_SEARCH_STEP_MM,
+                );
+                out.push(
+                    self.score_at(h, points, dx, dy)
+                        .map(|score| (score, dx, dy)),
+                );
+            }
+        }
+        out
+    }
+
+    /// Separation of the pattern's black and white samples at offset `(dx, dy)` mm: mean
+    /// difference over spread; `None` when a point falls off the photo or a colour is absent.
+    fn score_at(
+        &mut self,
+        h: &Homography,
+        points: &[([f64; 2], bool)],
+        dx: f64,
+        dy: f64,
+    ) -> Option<f64> {
+        score_at(self, h, points, dx, dy)
+    }
+}
+
+avx2_clone! {
+/// [`PatternScorer::score_at`], compiled for AVX2 as well.
+fn score_at(
+    sc: &mut PatternScorer,
+    h: &Homography,
+    points: &[([f64; 2], bool)],
+    dx: f64,
+    dy: f64,
+) -> Option<f64> {
+    sc.xs.clear();
+    sc.ys.clear();
+    sc.xs.extend(points.iter().map(|(c, _)| c[0] + dx));
+    sc.ys.extend(points.iter().map(|(c, _)| c[1] + dy));
+    // One offset's points mapped in one pass (`apply_points` is `apply` to the bit; a point
+    // at infinity comes back NaN, which the sampler refuses like `apply`'s `None`).
+    h.apply_points(&sc.xs, &sc.ys, &mut sc.px, &mut sc.py);
+    sc.vals.clear();
+    let (mut white, mut black, mut nw, mut nb) = (0.0, 0.0, 0u32, 0u32);
+    for ((&qx, &qy), (_, is_black)) in sc.px.iter().zip(&sc.py).zip(points) {
+        let v = sc.sampler.at(qx, qy)?;
+        sc.vals.push((v, *is_black));
+        if *is_black {
+            black += v;
+            nb += 1;
+        } else {
+            white += v;
+            nw += 1;
+        }
+    }
+    if nb == 0 || nw == 0 {
+        return None;
+    }
+    let (mb, mw) = (black / f64::from(nb), white / f64::from(nw));
+    let var = sc
+        .vals
+        .iter()
+        .map(|(v, b)| (v - if *b { mb } else { mw }).powi(2))
+        .sum::<f64>()
+        / sc.vals.len() as f64;
+    Some((mw - mb) / (var.sqrt() + 1.0))
 }
 }
 
@@ -1638,6 +1750,99 @@ mod tests {
     use image::Luma;
     use imageproc::region_labelling::{Connectivity, connected_components};
     use proptest::prelude::*;
+    use std::path::Path;
+
+    /// A photo at 4 px/mm (the homography `h`) of the form's top-left registration mark,
+    /// printed `shift` mm from its template place, softened like a camera would.
+    fn photo_of_mark(mark: &crate::template::Mark, shift: [f64; 2]) -> (GrayImage, Homography) {
+        let scale = 4.0;
+        let h = Homography::from_array([scale, 0.0, -100.0, 0.0, scale, -150.0, 0.0, 0.0, 1.0])
+            .unwrap();
+        let img = GrayImage::from_fn(160, 160, |x, y| {
+            // Supersampled coverage of the squares, so the edges are grey as in a photo.
+            let mut dark = 0.0;
+            for sy in 0..4 {
+                for sx in 0..4 {
+                    let px = f64::from(x) + (f64::from(sx) + 0.5) / 4.0;
+                    let py = f64::from(y) + (f64::from(sy) + 0.5) / 4.0;
+                    let (mx, my) = (
+                        (px + 100.0) / scale - shift[0],
+                        (py + 150.0) / scale - shift[1],
+                    );
+                    let inside = mark
+                        .squares
+                        .iter()
+                        .any(|r| mx >= r[0] && mx < r[0] + r[2] && my >= r[1] && my < r[1] + r[3]);
+                    dark += f64::from(u8::from(inside)) / 16.0;
+                }
+            }
+            Luma([(235.0 - 200.0 * dark).round() as u8])
+        });
+        (img, h)
+    }
+
+    /// The window search answers exactly as the full search does, whether the mark lies inside
+    /// the window or beyond it (where it falls back to the full search), and still finds no
+    /// mark where there is none.
+    #[test]
+    fn windowed_pattern_search_matches_the_full_search() {
+        let template = crate::template::Template::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/templates/c-hasil-ppwp-2024.toml"
+        )))
+        .unwrap();
+        let mark = &template.pages[0].marks[0];
+        let points = mark_pattern(mark).unwrap();
+        for shift in [
+            [0.0, 0.0],
+            [0.6, -0.3],
+            [-1.2, 0.9],
+            [2.3, 0.4],
+            [-0.2, -3.1],
+        ] {
+            let (img, h) = photo_of_mark(mark, shift);
+            let windowed = pattern_offset(&img, &h, &points, MARK_WINDOW_STEPS);
+            let full = pattern_offset(&img, &h, &points, i32::MAX);
+            assert_eq!(windowed, full, "shift {shift:?}");
+            let (offset, score) = full.unwrap();
+            assert!(
+                score > MIN_MARK_SEPARATION,
+                "shift {shift:?}: score {score}"
+            );
+            // Found within the search step of where it was printed.
+            assert!(
+                (offset[0] - shift[0]).abs() <= PATTERN_SEARCH_STEP_MM
+                    && (offset[1] - shift[1]).abs() <= PATTERN_SEARCH_STEP_MM,
+                "shift {shift:?}: found {offset:?}"
+            );
+        }
+        let blank = GrayImage::from_pixel(160, 160, Luma([235]));
+        let h = photo_of_mark(mark, [0.0, 0.0]).1;
+        assert_eq!(pattern_offset(&blank, &h, &points, MARK_WINDOW_STEPS), None);
+    }
+
+    /// The window settles only when its whole edge was sampled and scores below the plateau.
+    #[test]
+    fn a_window_settles_only_with_its_plateau_inside() {
+        // A 3 x 3 window (1 step): the centre and one edge offset.
+        let grid = |edge: Option<f64>| -> Vec<Option<PatternScore>> {
+            (0..9)
+                .map(|k| match k {
+                    4 => Some((10.0, 0.0, 0.0)),
+                    1 => edge.map(|e| (e, 0.0, -0.5)),
+                    _ => Some((1.0, 0.0, 0.0)),
+                })
+                .collect()
+        };
+        assert!(window_settles(&grid(Some(9.0)), 1));
+        // An edge offset on the plateau (0.97 of the best or more): the plateau may go on.
+        assert!(!window_settles(&grid(Some(9.7)), 1));
+        // An edge offset off the photo: the full search must look.
+        assert!(!window_settles(&grid(None), 1));
+        // Nothing scored above 0.
+        let flat: Vec<Option<PatternScore>> = (0..9).map(|_| Some((0.0, 0.0, 0.0))).collect();
+        assert!(!window_settles(&flat, 1));
+    }
 
     #[test]
     fn a_refusal_with_form_like_marks_suggests_a_retake() {
