@@ -1503,7 +1503,8 @@ fn pattern_offset(
     let window = window.min(full);
     let mut scorer = PatternScorer::new(gray, points.len());
     let inner = scorer.scores(h, points, window);
-    if window < full && window_settles(&inner, window) {
+    // A window as wide as the full search is the full search.
+    if window == full || window_settles(&inner, window) {
         return plateau_centroid(inner.iter().flatten());
     }
     let all = scorer.scores(h, points, full);
