@@ -234,7 +234,7 @@ impl<M: Model> Pipeline<M> {
             let mut quiet = Vec::new();
             for (i, c) in crops.iter().enumerate() {
                 let t = normalize::normalize(&c.ink);
-                let empty = t.iter().all(|v| *v == 0.0);
+                let empty = normalize::is_empty_tensor(&t);
                 let c = segment::emptiness_view(c, f, empty, page_crops.descreened);
                 if segment::is_quiet(&c, empty, trusts_empty) {
                     quiet.push(i);

@@ -1507,7 +1507,7 @@ fn pattern_offset(
     if window == full || window_settles(&inner, window) {
         return plateau_centroid(inner.iter().flatten());
     }
-    let all = scorer.scores(h, points, full);
+    let all = scorer.scores_around(h, points, full, &inner, window);
     plateau_centroid(all.iter().flatten())
 }
 
@@ -1585,37 +1585,44 @@ impl<'a> PatternScorer<'a> {
         points: &[([f64; 2], bool)],
         steps: i32,
     ) -> Vec<Option<PatternScore>> {
+        // A window of -1 steps holds no offset: every one is scored.
+        self.scores_around(h, points, steps, &[], -1)
+    }
+
+    /// [`PatternScorer::scores`], taking the offsets within `window` steps from `known` (that
+    /// window's scores, as `scores` gives them) instead of scoring them again.
+    fn scores_around(
+        &mut self,
+        h: &Homography,
+        points: &[([f64; 2], bool)],
+        steps: i32,
+        known: &[Option<PatternScore>],
+        window: i32,
+    ) -> Vec<Option<PatternScore>> {
+        let side = 2 * window + 1;
         let mut out = Vec::with_capacity(((2 * steps + 1) * (2 * steps + 1)) as usize);
         for iy in -steps..=steps {
             for ix in -steps..=steps {
+                if ix.abs() <= window && iy.abs() <= window {
+                    // Invariant: `known` holds the window's (2 window + 1)^2 offsets, row-major.
+                    let k = ((iy + window) * side + ix + window) as usize;
+                    out.push(known.get(k).copied().flatten());
+                    continue;
+                }
                 let (dx, dy) = (
                     f64::from(ix) * PATTERN_SEARCH_STEP_MM,
                     f64::from(iy) * PATTERN_SEARCH_STEP_MM,
                 );
-                out.push(
-                    self.score_at(h, points, dx, dy)
-                        .map(|score| (score, dx, dy)),
-                );
+                out.push(score_at(self, h, points, dx, dy).map(|score| (score, dx, dy)));
             }
         }
         out
     }
-
-    /// Separation of the pattern's black and white samples at offset `(dx, dy)` mm: mean
-    /// difference over spread; `None` when a point falls off the photo or a colour is absent.
-    fn score_at(
-        &mut self,
-        h: &Homography,
-        points: &[([f64; 2], bool)],
-        dx: f64,
-        dy: f64,
-    ) -> Option<f64> {
-        score_at(self, h, points, dx, dy)
-    }
 }
 
 avx2_clone! {
-/// [`PatternScorer::score_at`], compiled for AVX2 as well.
+/// Separation of a pattern's black and white samples at offset `(dx, dy)` mm: mean difference
+/// over spread; `None` when a point falls off the photo or a colour is absent.
 fn score_at(
     sc: &mut PatternScorer,
     h: &Homography,

@@ -191,7 +191,7 @@ fn page_samples(
                 continue;
             };
             let t = normalize::normalize(&c.ink);
-            let zero = t.iter().all(|v| *v == 0.0);
+            let zero = normalize::is_empty_tensor(&t);
             // What the pipeline's emptiness tests see (the printed guide left out).
             let seen = segment::emptiness_view(c, f, zero, page.descreened);
             out.push(Sample {

@@ -8,7 +8,7 @@
 //! tensor instead of running the model on each (about one box in six on 12 MP pages).
 
 use super::{Model, OrtModel, Prediction, RecognizeError};
-use crate::segment::normalize::DigitTensor;
+use crate::segment::normalize::{DigitTensor, is_empty_tensor};
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -21,11 +21,6 @@ pub struct ModelPool<M: Model> {
     batch_size: usize,
     /// The model's prediction for the all-zero tensor, once asked.
     empty: OnceLock<Prediction>,
-}
-
-/// Is this the all-zero tensor (an empty box's ink map)?
-fn is_empty_tensor(t: &DigitTensor) -> bool {
-    t.iter().all(|v| *v == 0.0)
 }
 
 impl ModelPool<OrtModel> {

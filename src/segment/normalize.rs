@@ -62,6 +62,11 @@ fn resample_rows(out_n: usize, in_n: usize) -> Vec<Vec<(usize, f64)>> {
         .collect()
 }
 
+/// Is `t` the all-zero tensor, what [`normalize`] gives an ink map with no ink (an empty box)?
+pub fn is_empty_tensor(t: &DigitTensor) -> bool {
+    t.iter().all(|v| *v == 0.0)
+}
+
 /// Normalise one ink map to the model's input tensor (`rekap-mnist-v1`, see the module docs).
 pub fn normalize(ink: &InkMap) -> DigitTensor {
     let mut out = [0f32; TENSOR_LEN];
