@@ -531,21 +531,12 @@ fn fold_dark_components<A: Clone>(
         row_start.push(runs.len());
         let row = &raw[y * w..(y + 1) * w];
         let mut x = 0;
-        while x < w {
-            // Paper dominates: skip all-white (no zero byte) words of 8 pixels at once.
-            if x + 8 <= w && row[x..x + 8].iter().all(|&v| v != 0) {
-                x += 8;
-                continue;
-            }
-            if row[x] == 0 {
-                let x0 = x;
-                while x < w && row[x] == 0 {
-                    x += 1;
-                }
-                runs.push((y, x0, x - 1));
-            } else {
-                x += 1;
-            }
+        // Paper dominates: the next dark pixel is found by a vectorised byte search
+        // (`memchr`), the run's end pixel by pixel (runs are short).
+        while let Some(k) = row.get(x..).and_then(|rest| memchr::memchr(0, rest)) {
+            let x0 = x + k;
+            x = row[x0..].iter().position(|&v| v != 0).map_or(w, |n| x0 + n);
+            runs.push((y, x0, x - 1));
         }
     }
     row_start.push(runs.len());
