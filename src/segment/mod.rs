@@ -508,10 +508,9 @@ pub fn fine_texture(gray: &GrayImage) -> f64 {
         for (((c, &a), &m), &z) in cols.iter_mut().zip(r0).zip(r1).zip(r2) {
             *c = u16::from(a) + u16::from(m) + u16::from(z);
         }
-        for (x, win) in cols.windows(3).enumerate().take(w - b - 1).skip(b - 1) {
-            let sum = i32::from(win[0]) + i32::from(win[1]) + i32::from(win[2]);
-            let nine_v = 9 * i32::from(r1[x + 1]);
-            let k = (nine_v - sum).unsigned_abs() as usize;
+        for x in b..w - b {
+            let sum = i32::from(cols[x - 1]) + i32::from(cols[x]) + i32::from(cols[x + 1]);
+            let k = (9 * i32::from(r1[x]) - sum).unsigned_abs() as usize;
             if let Some(c) = counts.get_mut(k) {
                 *c += 1;
             }
